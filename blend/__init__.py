@@ -1,0 +1,1 @@
+"""Blend stage: quota mixing of ranked, popular and new items."""

@@ -1,0 +1,1 @@
+"""MovieLens readers, normalised on-disk format, side features, splits and offline evaluation."""

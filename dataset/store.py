@@ -1,0 +1,206 @@
+"""The normalised on-disk dataset: parquet tables plus a manifest with checksums.
+
+Layout of a dataset directory::
+
+    manifest.json     format version, source files (sha256), counts, parse reports, vocabularies
+    ratings.parquet   user, item, rating, timestamp, row   (contiguous ids, 0 = padding)
+    users.parquet     user, raw_id, gender, age, occupation, zip_prefix, *_idx side features
+    items.parquet     item, raw_id, title, year, genres
+
+Users and items get contiguous ids 1..N in raw-id order over those that have ratings;
+`raw_id` maps them back, so raw MovieLens ids go in and out of every later stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .readers import GENRES, DataError, RawRelease
+
+FORMAT_VERSION = 1
+ZIP_PREFIX_LEN = 3
+TABLES = ("ratings.parquet", "users.parquet", "items.parquet")
+USER_FEATURES = ("gender", "age", "occupation", "zip_prefix")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _encode(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Index 1..V over the sorted distinct values; 0 stays for 'unknown'."""
+    vocab = sorted(values.astype(str).unique())
+    lookup = {v: i + 1 for i, v in enumerate(vocab)}
+    return values.astype(str).map(lookup).to_numpy(np.int32), vocab
+
+
+def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """Raw release -> (ratings, users, items, vocabularies) with contiguous ids."""
+    user_raw = np.sort(release.ratings.user_raw.unique())
+    item_raw = np.sort(release.ratings.movie_raw.unique())
+    user_of = pd.Series(np.arange(1, len(user_raw) + 1, dtype=np.int32), index=user_raw)
+    item_of = pd.Series(np.arange(1, len(item_raw) + 1, dtype=np.int32), index=item_raw)
+
+    ratings = pd.DataFrame({
+        "user": user_of.loc[release.ratings.user_raw].to_numpy(),
+        "item": item_of.loc[release.ratings.movie_raw].to_numpy(),
+        "rating": release.ratings.rating.to_numpy(),
+        "timestamp": release.ratings.timestamp.to_numpy(),
+        "row": release.ratings.row.to_numpy(),
+    })
+
+    users = release.users.set_index("user_raw").loc[user_raw].reset_index()
+    users = pd.DataFrame({
+        "user": user_of.to_numpy(),
+        "raw_id": user_raw,
+        "gender": users.gender.to_numpy(),
+        "age": users.age.to_numpy(np.int32),
+        "occupation": users.occupation.to_numpy(),
+        "zip_prefix": users.zip.str[:ZIP_PREFIX_LEN].to_numpy(),
+    })
+    vocabularies = {}
+    for feature in USER_FEATURES:
+        users[f"{feature}_idx"], vocabularies[feature] = _encode(users[feature])
+
+    movies = release.movies.set_index("movie_raw").loc[item_raw].reset_index()
+    items = pd.DataFrame({
+        "item": item_of.to_numpy(),
+        "raw_id": item_raw,
+        "title": movies.title.to_numpy(),
+        "year": movies.year.to_numpy(np.int32),
+        "genres": movies.genres.to_numpy(),
+    })
+    vocabularies["genres"] = list(GENRES)
+    return ratings, users, items, vocabularies
+
+
+def write_dataset(release: RawRelease, out_dir: str | Path, source: str,
+                  source_files: dict[str, str]) -> Path:
+    """Normalise `release` into `out_dir`, atomically: a temp dir renamed into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    ratings, users, items, vocabularies = normalise(release)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        ratings.to_parquet(tmp / "ratings.parquet", index=False)
+        users.to_parquet(tmp / "users.parquet", index=False)
+        items.to_parquet(tmp / "items.parquet", index=False)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": release.name,
+            "source": source,
+            "source_files": source_files,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "counts": {
+                "ratings": len(ratings), "users": len(users), "items": len(items),
+                "movies_without_ratings": int(len(release.movies) - len(items)),
+                "malformed_lines": sum(r.malformed for r in release.reports),
+            },
+            "has_timestamps": bool((ratings.timestamp > 0).any()),
+            "parse_reports": [r.to_dict() for r in release.reports],
+            "vocabularies": vocabularies,
+            "checksums": {name: sha256_file(tmp / name) for name in TABLES},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap `new` into `target`; the old contents are removed only after the swap."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, target)
+
+
+@dataclass
+class Dataset:
+    """A loaded normalised dataset."""
+
+    path: Path
+    manifest: dict
+    ratings: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    def item_raw_ids(self) -> np.ndarray:
+        """raw MovieLens id of each contiguous item id (index 0 = padding -> 0)."""
+        return np.concatenate([[0], self.items.raw_id.to_numpy()])
+
+    def item_ids(self, raw_ids) -> np.ndarray:
+        """Contiguous ids for raw MovieLens ids; 0 where the raw id is unknown."""
+        lookup = pd.Series(self.items.item.to_numpy(), index=self.items.raw_id.to_numpy())
+        return lookup.reindex(np.asarray(raw_ids)).fillna(0).to_numpy(np.int64)
+
+    def user_ids(self, raw_ids) -> np.ndarray:
+        lookup = pd.Series(self.users.user.to_numpy(), index=self.users.raw_id.to_numpy())
+        return lookup.reindex(np.asarray(raw_ids)).fillna(0).to_numpy(np.int64)
+
+    def genre_matrix(self) -> np.ndarray:
+        """(num_items + 1, 18) multi-hot genres, row 0 = padding."""
+        out = np.zeros((self.num_items + 1, len(GENRES)), dtype=np.float32)
+        column = {g: j for j, g in enumerate(GENRES)}
+        for item, genres in zip(self.items.item.to_numpy(), self.items.genres):
+            for genre in filter(None, genres.split("|")):
+                out[item, column[genre]] = 1.0
+        return out
+
+
+def load_dataset(path: str | Path, verify: bool = True) -> Dataset:
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError(f"{path} is not a movierec dataset (no manifest.json); "
+                        "create one with `movierec data --source ...`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: dataset format {manifest.get('format_version')!r}, "
+                        f"this movierec reads {FORMAT_VERSION}; re-run `movierec data`")
+    for name in TABLES:
+        if not (path / name).is_file():
+            raise DataError(f"{path}: missing {name}")
+        if verify and sha256_file(path / name) != manifest["checksums"][name]:
+            raise DataError(f"{path}: checksum mismatch for {name}; re-run `movierec data`")
+    return Dataset(
+        path=path,
+        manifest=manifest,
+        ratings=pd.read_parquet(path / "ratings.parquet"),
+        users=pd.read_parquet(path / "users.parquet"),
+        items=pd.read_parquet(path / "items.parquet"),
+    )

@@ -1,0 +1,3 @@
+"""movierec: a two-stage movie recommendation engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Rank stage: second-stage rescoring of recalled candidates."""

@@ -1,0 +1,1 @@
+"""Recall stage: candidate generators (SASRec today; FAISS channels build on it)."""

@@ -1,0 +1,1 @@
+"""Online stage: the gRPC service."""
