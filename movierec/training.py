@@ -13,7 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-CHECKPOINT_FORMAT = 1
+# Settings a resumed run may change: they extend or shorten training, not what is trained.
+BUDGET_SETTINGS = frozenset({"epochs", "patience"})
+
+
+class CheckpointError(Exception):
+    """A run directory or checkpoint that cannot be used (missing, corrupt, other settings)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -38,6 +43,31 @@ def save_tensors(path: Path, tensors: dict) -> None:
 def load_tensors(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
+
+
+def _rename_keys(keys_to_values: dict, old_to_new: dict) -> dict:
+    """Re-key optimizer accumulators ('<param name>_moment1_0', ...) by their parameter."""
+    out = {}
+    for key, value in keys_to_values.items():
+        owner = max((name for name in old_to_new if key.startswith(name + "_")), key=len, default=None)
+        if owner is None:
+            raise CheckpointError(f"optimizer state {key!r} belongs to no parameter of this model")
+        out[old_to_new[owner] + key[len(owner):]] = value
+    return out
+
+
+def save_optimizer(path: Path, model, optimizer) -> None:
+    """Optimizer state keyed by structured parameter names ('item_emb.weight_moment1_0'),
+    since Paddle's own names ('embedding_18.w_0') depend on how many layers a process built."""
+    tensors = {k: v for k, v in optimizer.state_dict().items() if hasattr(v, "numpy")}
+    save_tensors(path, _rename_keys(tensors, {p.name: n for n, p in model.named_parameters()}))
+
+
+def load_optimizer(path: Path, model, optimizer) -> None:
+    import paddle
+
+    arrays = _rename_keys(load_tensors(path), {n: p.name for n, p in model.named_parameters()})
+    optimizer.set_state_dict({k: paddle.to_tensor(v) for k, v in arrays.items()})
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -79,10 +109,6 @@ class RunDir:
         return TrainState(**json.loads(self.state.read_text()))
 
 
-class CheckpointError(Exception):
-    pass
-
-
 def load_model_weights(model, path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -122,19 +148,19 @@ def fit(
     after `patience` evaluations without improvement. Each epoch reseeds from (seed, epoch),
     so a resumed run takes the same path as an uninterrupted one.
     """
-    import paddle
-
     run.path.mkdir(parents=True, exist_ok=True)
     config_dict = json.loads(json.dumps(asdict(config)))
     if run.has_checkpoint():
         saved = run.read_config()
-        if saved != config_dict:
-            changed = sorted(k for k in set(saved) | set(config_dict) if saved.get(k) != config_dict.get(k))
+        changed = sorted(k for k in set(saved) | set(config_dict)
+                         if saved.get(k) != config_dict.get(k) and k not in BUDGET_SETTINGS)
+        if changed:
             raise CheckpointError(f"{run.path} holds a run with other settings ({', '.join(changed)}); "
                                   "use a new --run-dir or pass --no-resume to start over")
+        write_json(run.config, config_dict)
         state = run.read_state()
         load_model_weights(model, run.last_model)
-        optimizer.set_state_dict({k: paddle.to_tensor(v) for k, v in load_tensors(run.last_optimizer).items()})
+        load_optimizer(run.last_optimizer, model, optimizer)
     else:
         state = TrainState()
         write_json(run.config, config_dict)
@@ -161,7 +187,7 @@ def fit(
         state.epoch = epoch
         state.history.append(record)
         save_tensors(run.last_model, model.state_dict())
-        save_tensors(run.last_optimizer, optimizer.state_dict())
+        save_optimizer(run.last_optimizer, model, optimizer)
         write_json(run.state, asdict(state))
         plot_curves(state.history, run.curves, monitor)
         if on_epoch is not None:

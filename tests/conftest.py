@@ -1,0 +1,60 @@
+import gzip
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", message=".*ccache.*")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MOVIEREC_DATA_DIR", REPO.parent / "shared" / "data"))
+ML100K = SHARED_DATA / "ml-100k"
+
+
+def write_text(path: Path, text: str, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("latin-1")
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+ML1M_USERS = "1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n"
+ML1M_MOVIES = (
+    "1::Toy Story (1995)::Animation|Children's|Comedy\n"
+    "2::Jumanji (1995)::Adventure|Children's|Fantasy\n"
+    "3::Caf\xe9 au lait (1993)::Comedy\n"
+    "4::Never Rated (1990)::Drama\n"
+)
+
+
+@pytest.fixture
+def ml1m_dir(tmp_path):
+    """A tiny ML-1M release, gzip'd like shared/data, with one malformed ratings line."""
+    root = tmp_path / "ml-1m"
+    write_text(root / "users.dat", ML1M_USERS, gz=True)
+    write_text(root / "movies.dat", ML1M_MOVIES, gz=True)
+    write_text(root / "ratings.dat", (
+        "1::1::5::100\n1::2::3::100\n1::3::4::50\n"
+        "2::1::4::10\n2::3::x::11\n2::2::2::12\n"
+        "3::2::5::7\n3::9::4::8\n3::1::1::9\n3::3::3::9\n"
+    ), gz=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ml100k_dataset(tmp_path_factory):
+    """The real ML-100K, normalised once per test session."""
+    if not (ML100K / "u.data.gz").is_file():
+        pytest.skip(f"ML-100K not found under {ML100K}")
+    from movierec.dataset.readers import read_release
+    from movierec.dataset.store import load_dataset, write_dataset
+
+    out = tmp_path_factory.mktemp("data") / "ml-100k"
+    release = read_release(ML100K)
+    write_dataset(release, out, source=str(ML100K), source_files=release.files)
+    return load_dataset(out)

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ML100K, ML1M_MOVIES, ML1M_USERS, write_text
+from movierec.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_commands_and_options():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("data", "train", "eval", "quickstart"):
+        assert command in result.output
+    result = run("train", "sasrec", "--help")
+    assert result.exit_code == 0 and "--loss" in result.output and "full softmax" in result.output
+
+
+def test_data_missing_path_is_a_clear_error(tmp_path):
+    result = run("data", "--source", tmp_path / "nope", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "data source not found" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_reports_malformed_lines_and_strict_writes_nothing(tmp_path):
+    root = tmp_path / "ml-1m"
+    write_text(root / "users.dat", ML1M_USERS)
+    write_text(root / "movies.dat", ML1M_MOVIES)
+    write_text(root / "ratings.dat", "1::1::5::1\n1::2::oops::2\n2::1::4::3\n")
+    strict = run("data", "--source", root, "--out", tmp_path / "strict", "--strict")
+    assert strict.exit_code == 2 and "malformed" in strict.output
+    assert not (tmp_path / "strict").exists()
+    result = run("data", "--source", root, "--out", tmp_path / "ok")
+    assert result.exit_code == 0, result.output
+    assert "line 2" in result.output and "1 malformed" in result.output
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    assert manifest["counts"]["ratings"] == 2
+
+
+def test_eval_without_a_run_is_a_clear_error(tmp_path, ml1m_dir):
+    assert run("data", "--source", ml1m_dir, "--out", tmp_path / "d").exit_code == 0
+    result = run("eval", "--data", tmp_path / "d", "--run-dir", tmp_path / "norun")
+    assert result.exit_code == 2 and "no SASRec run" in result.output
+
+
+def test_bad_option_values_are_clear_errors(tmp_path, ml1m_dir):
+    assert run("data", "--source", ml1m_dir, "--out", tmp_path / "d").exit_code == 0
+    result = run("train", "sasrec", "--data", tmp_path / "d", "--loss", "mse", "--run-dir", tmp_path / "r")
+    assert result.exit_code == 2 and "loss must be one of" in result.output
+    result = run("eval", "--data", tmp_path / "d", "--run-dir", tmp_path / "r", "--stage", "train")
+    assert result.exit_code == 2 and "--stage" in result.output
+
+
+@pytest.mark.skipif(not (ML100K / "u.data.gz").is_file(), reason="ML-100K not available")
+def test_train_then_eval_end_to_end(tmp_path):
+    data_dir = tmp_path / "ml-100k"
+    assert run("data", "--source", ML100K, "--out", data_dir).exit_code == 0
+    run_dir = tmp_path / "run"
+    result = run("train", "sasrec", "--data", data_dir, "--run-dir", run_dir, "--loss", "bce",
+                 "--epochs", 2, "--eval-every", 1, "--maxlen", 50, "--hidden", 16)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["device"] in ("cpu", "gpu:0")
+    assert metrics["ratings_file"]["path"].endswith("u.data.gz")
+    assert set(metrics["test"]) == {"SASRec", "popularity"}
+    assert (run_dir / "curves.png").is_file()
+    out = tmp_path / "eval.json"
+    result = run("eval", "--data", data_dir, "--run-dir", run_dir, "--k", 5, "--k", 20, "--json", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())["metrics"]
+    for model in ("SASRec", "popularity"):
+        for protocol in ("sampled", "full"):
+            assert 0.0 <= report[model][protocol]["NDCG@5"] <= report[model][protocol]["HR@20"] <= 1.0
+    # a second train call resumes: nothing left to do at the same epoch budget
+    again = run("train", "sasrec", "--data", data_dir, "--run-dir", run_dir, "--loss", "bce",
+                "--epochs", 2, "--eval-every", 1, "--maxlen", 50, "--hidden", 16)
+    assert again.exit_code == 0 and "epoch   1" not in again.output
