@@ -22,9 +22,11 @@ app = typer.Typer(help="movierec: a two-stage movie recommendation engine.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+posters_app = typer.Typer(help="Poster vectors: extract them from images or import them.", no_args_is_help=True)
+app.add_typer(posters_app, name="posters")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 WORKDIR = Path("movierec-work")
 
@@ -38,11 +40,12 @@ def handles_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from movierec.dataset.readers import DataError
+        from movierec.recall.posters import PosterError
         from movierec.training import CheckpointError
 
         try:
             return command(*args, **kwargs)
-        except (CLIError, DataError, CheckpointError, ValueError, OSError) as exc:
+        except (CLIError, DataError, CheckpointError, PosterError, ValueError, OSError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -138,17 +141,31 @@ def _metrics_table(title: str, rows: dict[str, dict], ks: List[int]) -> Table:
     return table
 
 
-def evaluate_run(data_dir: Path, run_dir: Path, stage: str, ks: List[int], seed: int) -> dict:
+MODELS = ("sasrec", "ncf")
+
+
+def evaluate_run(data_dir: Path, run_dir: Path, stage: str, ks: List[int], seed: int,
+                 model: str = "sasrec") -> dict:
     from movierec.dataset.evaluation import build_task, evaluate, popularity_scorer
     from movierec.device import use_paddle_device
-    from movierec.recall.sasrec import load_sasrec
 
+    if model not in MODELS:
+        raise CLIError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
     use_paddle_device()
     dataset, sequences, split = _load_split(data_dir)
-    model = load_sasrec(run_dir, dataset.num_items)
+    if model == "sasrec":
+        from movierec.recall.sasrec import load_sasrec
+
+        name, scorer = "SASRec", load_sasrec(run_dir, dataset.num_items).scorer()
+    else:
+        from movierec.rank.ncf import load_ncf, ncf_scorer_for_eval, read_run_config, run_features
+
+        features = run_features(dataset, run_dir, read_run_config(run_dir))
+        name = "NCF"
+        scorer = ncf_scorer_for_eval(load_ncf(run_dir, features).export_scorer(), features)
     task = build_task(split, stage, sequences, dataset.num_items, seed=seed)
     return {
-        "SASRec": evaluate(model.scorer(), task, ks),
+        name: evaluate(scorer, task, ks),
         "popularity": evaluate(popularity_scorer(task.history, dataset.num_items), task, ks),
     }
 
@@ -201,22 +218,26 @@ def train_sasrec_command(
                   f"({dataset.num_users:,} users, {dataset.num_items:,} items), device [bold]{device}[/], "
                   f"run dir {run_dir}")
 
-    def report(state, record):
-        valid = record.get("valid")
-        text = f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  {record['train_seconds']:.0f}s"
-        if valid:
-            text += (f"  valid sampled NDCG@10 {valid['sampled']['NDCG@10']:.4f}"
-                     f"  full NDCG@10 {valid['full']['NDCG@10']:.4f}  HR@10 {valid['full']['HR@10']:.4f}")
-        console.print(text)
-
     started = time.perf_counter()
     _, state = train_sasrec(split.train, dataset.num_items, config, run_dir, valid_task,
-                            progress=_progress, on_epoch=report)
-    wall = time.perf_counter() - started
-    test = evaluate_run(data_dir, run_dir, "test", [10], seed=2018)
-    valid_best = next((h["valid"] for h in state.history if h["epoch"] == state.best_epoch), None)
+                            progress=_progress, on_epoch=_report_epoch)
+    _finish_run("sasrec", dataset, device, data_dir, run_dir, state, time.perf_counter() - started)
+
+
+def _report_epoch(state, record) -> None:
+    valid = record.get("valid")
+    text = f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  {record['train_seconds']:.0f}s"
+    if valid:
+        text += (f"  valid sampled NDCG@10 {valid['sampled']['NDCG@10']:.4f} HR@10 {valid['sampled']['HR@10']:.4f}"
+                 f"  full NDCG@10 {valid['full']['NDCG@10']:.4f} HR@10 {valid['full']['HR@10']:.4f}")
+    console.print(text)
+
+
+def _finish_run(model: str, dataset, device: str, data_dir: Path, run_dir: Path, state, wall: float) -> None:
+    """Test metrics of the best checkpoint next to popularity: printed and in metrics.json."""
+    test = evaluate_run(data_dir, run_dir, "test", [10], seed=2018, model=model)
     metrics = {
-        "model": "SASRec",
+        "model": model,
         "dataset": dataset.name,
         "ratings_file": dataset.manifest["source_files"]["ratings"],
         "device": device,
@@ -225,7 +246,7 @@ def train_sasrec_command(
         "best_epoch": state.best_epoch,
         "train_seconds": round(state.train_seconds, 1),
         "wall_seconds_this_call": round(wall, 1),
-        "valid_best": valid_best,
+        "valid_best": next((h["valid"] for h in state.history if h["epoch"] == state.best_epoch), None),
         "test": test,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -233,11 +254,126 @@ def train_sasrec_command(
     console.print(f"metrics: {run_dir / 'metrics.json'}   curves: {run_dir / 'curves.png'}")
 
 
+@train_app.command("ncf")
+@handles_errors
+def train_ncf_command(
+    data_dir: Path = typer.Option(WORKDIR / "data" / "ml-100k", "--data", help="Normalised dataset (from `movierec data`)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
+                                           "[default: movierec-work/runs/ncf-<data>]."),
+    posters: Optional[Path] = typer.Option(None, help="Poster vectors (.npz from `movierec posters "
+                                           "embed|import`); movies without one get the presence flag off."),
+    side_features: bool = typer.Option(True, help="Fuse user (gender, age, occupation, zip prefix) and "
+                                       "movie (year, genres) side features."),
+    mlp: bool = typer.Option(True, help="Use the MLP path; --no-mlp leaves GMF only."),
+    loss: str = typer.Option("bce", help="'bce' (pointwise) or 'bpr' (pairwise)."),
+    sampler: str = typer.Option("uniform", help="Negative sampler: 'uniform' or 'popularity' (count^0.75)."),
+    num_negatives: int = typer.Option(4, help="Negatives per positive."),
+    epochs: int = typer.Option(30, help="Maximum number of epochs."),
+    gmf_dim: int = typer.Option(32, help="GMF embedding size."),
+    mlp_layers: str = typer.Option("64,32,16", help="MLP tower widths; the first is split between user and item."),
+    side_dim: int = typer.Option(8, help="Embedding size of each side feature."),
+    poster_dim: int = typer.Option(16, help="Size the poster vector is projected to."),
+    dropout: float = typer.Option(0.2, help="Dropout rate."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    batch_size: int = typer.Option(1024, help="Positives per batch (each with its negatives)."),
+    eval_every: int = typer.Option(1, help="Validate every N epochs."),
+    patience: int = typer.Option(5, help="Stop after N validations without improvement."),
+    monitor: str = typer.Option("sampled.HR@10", help="Validation metric that picks the best checkpoint."),
+    seed: int = typer.Option(42, help="Seed for initialisation, sampling and dropout."),
+    resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
+):
+    """Train the NCF ranker (NeuMF + side features + posters) with sampled negatives."""
+    import shutil
+
+    from movierec.dataset.evaluation import build_task
+    from movierec.device import use_paddle_device
+    from movierec.rank.ncf import POSTERS_FILE, Features, NCFConfig, train_ncf
+    from movierec.recall.posters import load_posters
+
+    try:
+        layers = tuple(int(x) for x in mlp_layers.split(","))
+    except ValueError:
+        raise CLIError(f"--mlp-layers must be comma-separated integers, not {mlp_layers!r}") from None
+    config = NCFConfig(gmf_dim=gmf_dim, mlp_layers=layers, side_dim=side_dim, poster_dim=poster_dim,
+                       dropout=dropout, mlp=mlp, side_features=side_features, posters=posters is not None,
+                       lr=lr, batch_size=batch_size, epochs=epochs, num_negatives=num_negatives,
+                       sampler=sampler, loss=loss, patience=patience, eval_every=eval_every,
+                       monitor=monitor, seed=seed)
+    run_dir = run_dir or WORKDIR / "runs" / f"ncf-{data_dir.name}"
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    device = use_paddle_device()
+    dataset, sequences, split = _load_split(data_dir)
+    vectors = None
+    if posters is not None:
+        vectors, unknown = load_posters(posters).restricted_to(dataset.items.raw_id.to_numpy())
+        if len(unknown):
+            console.print(f"{len(unknown)} poster(s) of movies outside the dataset are not used")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        vectors.save(run_dir / POSTERS_FILE)
+    features = Features.from_dataset(dataset, vectors)
+    valid_task = build_task(split, "valid", sequences, dataset.num_items)
+    with_posters = f", posters for {int(features.has_poster.sum()):,} movies" if vectors else ""
+    console.print(f"training NCF on [cyan]{dataset.name}[/] ({dataset.num_users:,} users, "
+                  f"{dataset.num_items:,} items{with_posters}), device [bold]{device}[/], run dir {run_dir}")
+    started = time.perf_counter()
+    _, state = train_ncf(split.train, features, config, run_dir, valid_task,
+                         progress=_progress, on_epoch=_report_epoch)
+    _finish_run("ncf", dataset, device, data_dir, run_dir, state, time.perf_counter() - started)
+
+
+@posters_app.command("embed")
+@handles_errors
+def posters_embed(
+    images: Path = typer.Option(..., help="Directory of poster images named <MovieID>.jpg."),
+    weights: Path = typer.Option(..., help="ResNet50 weights file (.pdparams or .npz); nothing is downloaded."),
+    out: Path = typer.Option(WORKDIR / "posters" / "resnet50.npz", help="Where to write the vectors (.npz)."),
+    batch_size: int = typer.Option(32, help="Images per forward pass."),
+):
+    """Extract 2048-d vectors with ResNet50 minus its classifier (224x224, ImageNet normalisation)."""
+    from movierec.device import use_paddle_device
+    from movierec.recall.posters import embed_images
+
+    device = use_paddle_device()
+    vectors, skipped = embed_images(images, weights, batch_size, _progress)
+    vectors.save(out)
+    for line in skipped:
+        err_console.print(f"[yellow]skipped[/] {line}")
+    console.print(f"wrote {out}: {len(vectors.movie_id):,} vectors of dimension {vectors.dim} "
+                  f"({len(skipped)} file(s) skipped), device {device}")
+
+
+@posters_app.command("import")
+@handles_errors
+def posters_import(
+    file: Path = typer.Argument(..., help=".npz with 'movie_id' (N,) and 'vectors' (N, D), made elsewhere."),
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="Check that every movie id is in this dataset."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the checked copy [default: movierec-work/posters/<name>]."),
+):
+    """Validate poster vectors produced elsewhere (ids, NaN/inf, one dimension) and store them."""
+    from movierec.dataset.store import load_dataset
+    from movierec.recall.posters import load_posters
+
+    vectors = load_posters(file)
+    coverage = ""
+    if data_dir is not None:
+        dataset = load_dataset(data_dir)
+        vectors, unknown = vectors.restricted_to(dataset.items.raw_id.to_numpy())
+        if len(unknown):
+            err_console.print(f"[yellow]{len(unknown)} movie id(s) not in {data_dir} left out[/], "
+                              f"e.g. {unknown[:5].tolist()}")
+        coverage = f", {len(vectors.movie_id) / dataset.num_items:.1%} of the dataset's {dataset.num_items:,} movies"
+    out = out or WORKDIR / "posters" / file.name
+    vectors.save(out)
+    console.print(f"wrote {out}: {len(vectors.movie_id):,} vectors of dimension {vectors.dim}{coverage}")
+
+
 @app.command("eval")
 @handles_errors
 def eval_command(
     data_dir: Path = typer.Option(WORKDIR / "data" / "ml-100k", "--data", help="Normalised dataset."),
-    run_dir: Path = typer.Option(..., help="A SASRec run directory (from `movierec train sasrec`)."),
+    run_dir: Path = typer.Option(..., help="A run directory (from `movierec train sasrec|ncf`)."),
+    model: str = typer.Option("sasrec", help="What the run directory holds: 'sasrec' or 'ncf'."),
     stage: str = typer.Option("test", help="'valid' or 'test' targets of the leave-last-out split."),
     k: List[int] = typer.Option([10], "--k", help="Cut-offs for HR@K and NDCG@K (repeatable)."),
     seed: int = typer.Option(2018, help="Seed for the 100 sampled negatives per user."),
@@ -248,7 +384,7 @@ def eval_command(
         raise CLIError(f"--stage must be 'valid' or 'test', not {stage!r}")
     if any(value <= 0 for value in k):
         raise CLIError("--k must be positive")
-    results = evaluate_run(data_dir, run_dir, stage, k, seed)
+    results = evaluate_run(data_dir, run_dir, stage, k, seed, model)
     console.print(_metrics_table(f"{stage} metrics", results, k))
     if json_out:
         json_out.write_text(json.dumps({"stage": stage, "data": str(data_dir), "run": str(run_dir),
