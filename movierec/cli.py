@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 import warnings
@@ -13,7 +14,9 @@ from typing import List, Optional
 # Paddle warns about a missing compiler cache at import; it means nothing for users.
 warnings.filterwarnings("ignore", message=".*ccache.*")
 os.environ.setdefault("GLOG_minloglevel", "2")
+logging.getLogger("faiss").setLevel(logging.WARNING)
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -39,13 +42,16 @@ def handles_errors(command):
     """Expected failures become a clear message and exit 2, never a traceback."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from movierec.bundle import BundleError
         from movierec.dataset.readers import DataError
+        from movierec.recall.index import IndexFileError
         from movierec.recall.posters import PosterError
         from movierec.training import CheckpointError
 
         try:
             return command(*args, **kwargs)
-        except (CLIError, DataError, CheckpointError, PosterError, ValueError, OSError) as exc:
+        except (CLIError, DataError, CheckpointError, PosterError, BundleError, IndexFileError,
+                ValueError, OSError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -366,6 +372,104 @@ def posters_import(
     out = out or WORKDIR / "posters" / file.name
     vectors.save(out)
     console.print(f"wrote {out}: {len(vectors.movie_id):,} vectors of dimension {vectors.dim}{coverage}")
+
+
+@app.command()
+@handles_errors
+def build(
+    data_dir: Path = typer.Option(WORKDIR / "data" / "ml-100k", "--data", help="Normalised dataset (from `movierec data`)."),
+    sasrec_run: Path = typer.Option(None, help="SASRec run directory [default: movierec-work/runs/sasrec-<data>-ce]."),
+    ncf_run: Path = typer.Option(None, help="NCF run directory [default: movierec-work/runs/ncf-<data>]."),
+    bundles: Path = typer.Option(WORKDIR / "bundles", help="Bundle root: versions and the `current` pointer live here."),
+    train: bool = typer.Option(False, "--train", help="Train (or resume) SASRec and NCF first."),
+    sasrec_epochs: int = typer.Option(40, help="With --train: SASRec epochs (full-softmax loss)."),
+    ncf_epochs: int = typer.Option(10, help="With --train: NCF epochs."),
+    posters: Optional[Path] = typer.Option(None, help="With --train: poster vectors for NCF and the poster channel."),
+    index: str = typer.Option("flat", help="FAISS index: 'flat' (exact), 'ivf,nlist=256,nprobe=16' or 'hnsw,m=32,ef=64'."),
+    keep: int = typer.Option(3, help="Bundle versions to keep (the current one always stays)."),
+    hold_out_last: bool = typer.Option(False, help="Leave each user's last item out of the bundle (for recall benchmarks)."),
+    popular_half_life_days: float = typer.Option(0.0, help="Time-decay the popular list with this half-life (0 = plain counts)."),
+):
+    """Rebuild the serving bundle: export models, build FAISS indexes, switch `current` atomically."""
+    from movierec.bundle import BuildOptions, build_bundle
+
+    sasrec_run = sasrec_run or _default_run_dir(data_dir, "ce")
+    ncf_run = ncf_run or WORKDIR / "runs" / f"ncf-{data_dir.name}"
+    timings = {}
+    if train:
+        started = time.perf_counter()
+        train_sasrec_command(data_dir=data_dir, run_dir=sasrec_run, loss="ce", epochs=sasrec_epochs, maxlen=200,
+                             hidden=50, blocks=2, heads=1, dropout=0.2, lr=1e-3, batch_size=128,
+                             num_negatives=256, eval_every=5, patience=10, monitor="full.NDCG@10",
+                             seed=42, resume=True)
+        train_ncf_command(data_dir=data_dir, run_dir=ncf_run, posters=posters, side_features=True, mlp=True,
+                          loss="bce", sampler="uniform", num_negatives=4, epochs=ncf_epochs, gmf_dim=32,
+                          mlp_layers="64,32,16", side_dim=8, poster_dim=16, dropout=0.2, lr=1e-3,
+                          batch_size=1024, eval_every=1, patience=5, monitor="sampled.HR@10", seed=42,
+                          resume=True)
+        timings["train_seconds"] = time.perf_counter() - started
+    options = BuildOptions(data_dir=data_dir, sasrec_run=sasrec_run, ncf_run=ncf_run, bundles=bundles,
+                           index=index, keep=keep, hold_out_last=hold_out_last,
+                           popular_half_life_days=popular_half_life_days)
+    started = time.perf_counter()
+    report = build_bundle(options)
+    timings.update(report.timings)
+    timings["build_total_seconds"] = time.perf_counter() - started
+    manifest = report.manifest
+    console.print(f"bundle [green]{report.version}[/] at {report.path} is now current "
+                  f"({manifest['counts']['items']:,} items, {manifest['counts']['users']:,} users, "
+                  f"index {manifest['index']['spec']} on {manifest['index']['device']})")
+    console.print("timings: " + ", ".join(f"{k.removesuffix('_seconds')} {v:.2f}s" for k, v in timings.items()))
+    if manifest["pruned"]:
+        console.print(f"removed old versions: {', '.join(manifest['pruned'])}")
+    if manifest["cleaned_leftovers"]:
+        console.print(f"cleaned leftovers of interrupted builds: {', '.join(manifest['cleaned_leftovers'])}")
+
+
+def _parse_ids(text: Optional[str], option: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CLIError(f"{option} takes comma-separated movie ids, not {text!r}") from None
+
+
+@app.command()
+@handles_errors
+def recall(
+    user: int = typer.Option(0, help="Raw MovieLens user id (0 or unknown = a new user)."),
+    recent: Optional[str] = typer.Option(None, help="Comma-separated raw movie ids watched after the bundle was built."),
+    exclude: Optional[str] = typer.Option(None, help="Comma-separated raw movie ids never to return."),
+    bundles: Path = typer.Option(WORKDIR / "bundles", help="Bundle root or one bundle directory."),
+    top: int = typer.Option(10, help="Candidates to print per channel."),
+):
+    """Print the recall candidates of each channel, with titles, and the merged count."""
+    from movierec.bundle import load_bundle
+    from movierec.recall.channels import CHANNELS
+
+    bundle = load_bundle(bundles)
+    user_id = bundle.user_id(user)
+    recent_ids = bundle.item_ids(_parse_ids(recent, "--recent"))
+    exclude_ids = bundle.item_ids(_parse_ids(exclude, "--exclude"))
+    if (recent_ids == 0).any():
+        err_console.print(f"[yellow]{int((recent_ids == 0).sum())} unknown movie id(s) in --recent ignored[/]")
+    merged, results = bundle.recaller.recall(user_id, recent_ids[recent_ids > 0], exclude_ids[exclude_ids > 0])
+    raw = bundle.item_raw_ids()
+    titles = np.concatenate([[""], bundle.items.title.to_numpy()])
+    who = f"user {user}" if user_id else "a new user"
+    console.print(f"bundle {bundle.version}: recall for {who}, {len(bundle.recaller.history(user_id))} items of history")
+    for result in results:
+        table = Table(title=f"{result.channel}: {len(result.items)} candidates")
+        table.add_column("#", justify="right")
+        table.add_column("movie id", justify="right")
+        table.add_column("title")
+        table.add_column("score", justify="right")
+        for rank, (item, score) in enumerate(zip(result.items[:top], result.scores[:top]), start=1):
+            table.add_row(str(rank), str(raw[item]), titles[item], f"{score:.4f}")
+        console.print(table)
+    by_channel = {name: int((merged.primary == i).sum()) for i, name in enumerate(CHANNELS)}
+    console.print(f"merged: {len(merged.items)} candidates " + ", ".join(f"{k} {v}" for k, v in by_channel.items() if v))
 
 
 @app.command("eval")

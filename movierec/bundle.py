@@ -1,0 +1,362 @@
+"""Bundles: everything the online server needs, built offline into one versioned directory.
+
+    BUNDLES/
+      current -> v20261124-131500-1a2b      (a symlink, switched atomically)
+      v20261124-131500-1a2b/
+        manifest.json        versions, counts, dims, index types, device, sources, sha256 of every file
+        items.parquet users.parquet user_features.npy
+        seen.npz             each user's history (CSR) and its ratings
+        sasrec.model.npz sasrec.config.json sasrec_users.npy sasrec_items.faiss
+        ncf_scorer.npz ncf_users.npy ncf_items.faiss
+        posters.npy has_poster.npy poster_items.faiss   (when the NCF run had posters)
+        item2item.npz popular.npy new.npy
+
+A bundle is written to `BUNDLES/.tmp-<version>` and renamed into place; only then does
+`current` move. A build that dies leaves `current` untouched, and its temp directory is
+removed by the next build. Loading verifies every checksum and refuses a bundle that differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from movierec.dataset.sequences import Sequences, chronological
+from movierec.dataset.store import Dataset, load_dataset, sha256_file
+from movierec.device import faiss_gpu_count, paddle_device
+from movierec.rank.ncf import NCFScorer, load_ncf, read_run_config, run_features
+from movierec.recall.channels import item2item_neighbours
+from movierec.recall.index import IndexSpec, ItemIndex
+from movierec.recall.recaller import DEFAULT_QUOTAS, Recaller
+from movierec.recall.sasrec import SASRec, SASRecConfig, load_sasrec
+from movierec.training import RunDir, load_model_weights, save_tensors
+
+BUNDLE_FORMAT = 1
+CURRENT = "current"
+TMP_PREFIX = ".tmp-"
+SECONDS_PER_DAY = 86_400
+
+
+class BundleError(Exception):
+    """A bundle that cannot be built or loaded."""
+
+
+@dataclass
+class BuildOptions:
+    data_dir: Path
+    sasrec_run: Path
+    ncf_run: Path
+    bundles: Path
+    index: str = "flat"
+    keep: int = 3
+    hold_out_last: bool = False         # build from histories without each user's last item (for evaluation)
+    popular_half_life_days: float = 0.0  # 0 = plain counts
+    neighbours: int = 50
+
+
+@dataclass
+class BuildReport:
+    version: str
+    path: Path
+    timings: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+
+def _histories(dataset: Dataset, hold_out_last: bool) -> tuple[Sequences, np.ndarray, np.ndarray]:
+    """Each user's chronological items with their ratings and timestamps."""
+    ratings = dataset.ratings
+    order = np.lexsort((ratings.row.to_numpy(), ratings.timestamp.to_numpy(), ratings.user.to_numpy()))
+    sequences = chronological(ratings, dataset.num_users)
+    values = ratings.rating.to_numpy()[order].astype(np.int8)
+    stamps = ratings.timestamp.to_numpy()[order]
+    if hold_out_last:
+        lengths = sequences.lengths()
+        keep = np.ones(len(sequences.items), dtype=bool)
+        keep[sequences.indptr[1:][lengths > 0] - 1] = False
+        new_lengths = np.maximum(lengths - 1, 0)
+        sequences = Sequences(np.concatenate([[0], np.cumsum(new_lengths)]), sequences.items[keep])
+        values, stamps = values[keep], stamps[keep]
+    return sequences, values, stamps
+
+
+def popular_items(items: np.ndarray, stamps: np.ndarray, num_items: int, half_life_days: float) -> np.ndarray:
+    """Item ids by interaction count, optionally decayed by age relative to the newest interaction."""
+    weights = np.ones(len(items))
+    if half_life_days > 0 and len(stamps):
+        age_days = (stamps.max() - stamps) / SECONDS_PER_DAY
+        weights = 0.5 ** (age_days / half_life_days)
+    counts = np.bincount(items, weights=weights, minlength=num_items + 1)
+    counts[0] = -1
+    order = np.argsort(-counts, kind="stable")
+    return order[counts[order] > 0].astype(np.int64)
+
+
+def new_items(dataset: Dataset, items: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Item ids by release year, newest first, then by first rating time, latest first."""
+    first_seen = np.full(dataset.num_items + 1, np.iinfo(np.int64).max)
+    np.minimum.at(first_seen, items, stamps)
+    first_seen[first_seen == np.iinfo(np.int64).max] = 0
+    year = np.zeros(dataset.num_items + 1, dtype=np.int64)
+    year[dataset.items.item.to_numpy()] = dataset.items.year.to_numpy()
+    candidates = np.arange(1, dataset.num_items + 1)
+    order = np.lexsort((-first_seen[candidates], -year[candidates]))
+    return candidates[order].astype(np.int64)
+
+
+def _version() -> str:
+    return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def _clean_leftovers(root: Path) -> list[str]:
+    removed = []
+    for path in root.glob(TMP_PREFIX + "*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def _switch_current(root: Path, version: str) -> None:
+    link = root / CURRENT
+    tmp = root / f".{CURRENT}.{uuid.uuid4().hex[:6]}"
+    os.symlink(version, tmp)
+    os.replace(tmp, link)
+
+
+def _prune(root: Path, keep: int) -> list[str]:
+    current = current_version(root)
+    versions = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v") and not p.is_symlink())
+    removed = []
+    for name in versions[:-keep] if keep > 0 else []:
+        if current is None or name != current.name:
+            shutil.rmtree(root / name, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def current_version(root: str | Path) -> Path | None:
+    link = Path(root) / CURRENT
+    if not link.is_symlink() and not link.exists():
+        return None
+    return (Path(root) / os.readlink(link)) if link.is_symlink() else link
+
+
+def build_bundle(options: BuildOptions, progress=None, fail_after: str | None = None) -> BuildReport:
+    """Export models and data, build the indexes, write the bundle atomically and switch `current`.
+
+    `fail_after` names a stage ('export', 'index', 'write') after which to raise: tests use it
+    to check that a build failing midway leaves the previous bundle in place."""
+    if options.keep < 1:
+        raise BundleError("--keep must be at least 1")
+    spec = IndexSpec.parse(options.index)
+    root = Path(options.bundles)
+    root.mkdir(parents=True, exist_ok=True)
+    leftovers = _clean_leftovers(root)
+    version = _version()
+    tmp = root / f"{TMP_PREFIX}{version}"
+    tmp.mkdir()
+    timings: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        dataset = load_dataset(options.data_dir)
+        histories, ratings, stamps = _histories(dataset, options.hold_out_last)
+        sasrec = load_sasrec(options.sasrec_run, dataset.num_items)
+        ncf_config = read_run_config(options.ncf_run)
+        features = run_features(dataset, options.ncf_run, ncf_config)
+        ncf = load_ncf(options.ncf_run, features)
+
+        dataset.items[["item", "raw_id", "title", "year", "genres"]].to_parquet(tmp / "items.parquet", index=False)
+        dataset.users.to_parquet(tmp / "users.parquet", index=False)
+        np.save(tmp / "user_features.npy", features.user_features)
+        np.savez(tmp / "seen.npz", indptr=histories.indptr, items=histories.items, ratings=ratings)
+        user_sequences = [histories.of(u) for u in range(dataset.num_users + 1)]
+        sasrec_users = sasrec.user_vectors(user_sequences)
+        sasrec_users[0] = 0.0
+        np.save(tmp / "sasrec_users.npy", sasrec_users)
+        save_tensors(tmp / "sasrec.model.npz", sasrec.state_dict())
+        shutil.copyfile(RunDir(options.sasrec_run).config, tmp / "sasrec.config.json")
+        scorer = ncf.export_scorer()
+        scorer.save(tmp / "ncf_scorer.npz")
+        ncf_users, ncf_items = ncf.gmf_vectors()
+        np.save(tmp / "ncf_users.npy", ncf_users)
+        has_posters = bool(features.has_poster.any())
+        if has_posters:
+            np.save(tmp / "posters.npy", features.posters)
+            np.save(tmp / "has_poster.npy", features.has_poster)
+        neighbour_ids, neighbour_scores = item2item_neighbours(histories.indptr, histories.items,
+                                                               dataset.num_items, options.neighbours)
+        np.savez(tmp / "item2item.npz", ids=neighbour_ids, scores=neighbour_scores)
+        np.save(tmp / "popular.npy", popular_items(histories.items, stamps, dataset.num_items,
+                                                   options.popular_half_life_days))
+        np.save(tmp / "new.npy", new_items(dataset, histories.items, stamps))
+        timings["export_seconds"] = time.perf_counter() - started
+        if fail_after == "export":
+            raise BundleError("simulated failure after export")
+
+        started = time.perf_counter()
+        item_ids = np.arange(1, dataset.num_items + 1)
+        sasrec_index = ItemIndex.build(sasrec.item_vectors()[1:], item_ids, spec)
+        sasrec_index.save(tmp / "sasrec_items.faiss")
+        ItemIndex.build(ncf_items[1:], item_ids, spec).save(tmp / "ncf_items.faiss")
+        if has_posters:
+            with_poster = np.flatnonzero(features.has_poster)
+            ItemIndex.build(features.posters[with_poster], with_poster, spec).save(tmp / "poster_items.faiss")
+        timings["index_seconds"] = time.perf_counter() - started
+        if fail_after == "index":
+            raise BundleError("simulated failure after indexing")
+
+        manifest = {
+            "bundle_format": BUNDLE_FORMAT,
+            "version": version,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "dataset": {"name": dataset.name, "path": str(options.data_dir),
+                        "ratings_file": dataset.manifest["source_files"]["ratings"]},
+            "counts": {"users": dataset.num_users, "items": dataset.num_items,
+                       "interactions": int(len(histories.items)),
+                       "items_with_poster": int(features.has_poster.sum())},
+            "dims": {"sasrec": int(sasrec.config.hidden), "ncf_gmf": int(ncf_items.shape[1]),
+                     "poster": int(features.posters.shape[1]) if has_posters else 0},
+            "index": {"spec": str(spec), "device": sasrec_index.device},
+            "device": {"paddle": paddle_device(), "faiss_gpus": faiss_gpu_count()},
+            "sources": {"sasrec_run": str(options.sasrec_run), "ncf_run": str(options.ncf_run),
+                        "sasrec_weights_sha256": sha256_file(RunDir(options.sasrec_run).best_model),
+                        "ncf_weights_sha256": sha256_file(RunDir(options.ncf_run).best_model)},
+            "ncf": {"side_features": ncf_config.side_features, "posters": ncf_config.posters},
+            "hold_out_last": options.hold_out_last,
+            "popular_half_life_days": options.popular_half_life_days,
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+        }
+        manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if fail_after == "write":
+            raise BundleError("simulated failure before the rename")
+        os.rename(tmp, root / version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _switch_current(root, version)
+    pruned = _prune(root, options.keep)
+    return BuildReport(version, root / version, timings,
+                       {**manifest, "pruned": pruned, "cleaned_leftovers": leftovers})
+
+
+@dataclass
+class Bundle:
+    """A verified, loaded bundle: the recaller, the NCF scorer and the lists the blender needs."""
+
+    path: Path
+    manifest: dict
+    items: pd.DataFrame
+    users: pd.DataFrame
+    user_features: np.ndarray
+    recaller: Recaller
+    scorer: NCFScorer
+    popular: np.ndarray
+    new: np.ndarray
+    loaded_at: float
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    def item_raw_ids(self) -> np.ndarray:
+        return np.concatenate([[0], self.items.raw_id.to_numpy()])
+
+    def item_ids(self, raw_ids) -> np.ndarray:
+        """Contiguous ids for raw movie ids; 0 where unknown."""
+        lookup = pd.Series(self.items.item.to_numpy(), index=self.items.raw_id.to_numpy())
+        return lookup.reindex(np.asarray(raw_ids, dtype=np.int64)).fillna(0).to_numpy(np.int64)
+
+    def user_id(self, raw_id: int) -> int:
+        match = self.users.user.to_numpy()[self.users.raw_id.to_numpy() == raw_id]
+        return int(match[0]) if len(match) else 0
+
+
+def verify(path: Path) -> dict:
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"{path} is not a bundle (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    if manifest.get("bundle_format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: bundle format {manifest.get('bundle_format')!r}, this movierec "
+                          f"reads {BUNDLE_FORMAT}; rebuild it with `movierec build`")
+    checksums = manifest.get("checksums", {})
+    for name, expected in checksums.items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{path}: {name} is missing")
+        if sha256_file(file) != expected:
+            raise BundleError(f"{path}: {name} does not match its checksum")
+    extra = sorted(p.name for p in path.iterdir() if p.name not in checksums and p.name != "manifest.json")
+    if extra:
+        raise BundleError(f"{path}: files not in the manifest: {', '.join(extra)}")
+    return manifest
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a bundle directory, or the `current` one of a bundle root; verifies every file."""
+    path = Path(path)
+    if (path / CURRENT).exists() or (path / CURRENT).is_symlink():
+        resolved = current_version(path)
+        if resolved is None or not resolved.is_dir():
+            raise BundleError(f"{path}: `current` points to a missing bundle")
+        path = resolved
+    if not path.is_dir():
+        raise BundleError(f"bundle not found: {path}")
+    manifest = verify(path)
+    try:
+        seen = np.load(path / "seen.npz", allow_pickle=False)
+        history = Sequences(seen["indptr"], seen["items"])
+        config = SASRecConfig(**json.loads((path / "sasrec.config.json").read_text()))
+        items = pd.read_parquet(path / "items.parquet")
+        model = SASRec(len(items), config)
+        load_model_weights(model, path / "sasrec.model.npz")
+        model.eval()
+        neighbours = np.load(path / "item2item.npz", allow_pickle=False)
+        has_posters = (path / "poster_items.faiss").is_file()
+        recaller = Recaller(
+            seen=history,
+            seen_ratings=seen["ratings"],
+            sasrec_index=ItemIndex.load(path / "sasrec_items.faiss"),
+            sasrec_users=np.load(path / "sasrec_users.npy", allow_pickle=False),
+            sasrec_model=model,
+            ncf_index=ItemIndex.load(path / "ncf_items.faiss"),
+            ncf_users=np.load(path / "ncf_users.npy", allow_pickle=False),
+            poster_index=ItemIndex.load(path / "poster_items.faiss") if has_posters else None,
+            posters=np.load(path / "posters.npy", allow_pickle=False) if has_posters else np.zeros((len(items) + 1, 1), np.float32),
+            has_poster=np.load(path / "has_poster.npy", allow_pickle=False) if has_posters else np.zeros(len(items) + 1, np.float32),
+            neighbour_ids=neighbours["ids"],
+            neighbour_scores=neighbours["scores"],
+            quotas=dict(DEFAULT_QUOTAS),
+        )
+        return Bundle(
+            path=path,
+            manifest=manifest,
+            items=items,
+            users=pd.read_parquet(path / "users.parquet"),
+            user_features=np.load(path / "user_features.npy", allow_pickle=False),
+            recaller=recaller,
+            scorer=NCFScorer.load(path / "ncf_scorer.npz"),
+            popular=np.load(path / "popular.npy", allow_pickle=False),
+            new=np.load(path / "new.npy", allow_pickle=False),
+            loaded_at=time.time(),
+        )
+    except BundleError:
+        raise
+    except Exception as exc:  # a file that passed its checksum but is unusable is still refused
+        raise BundleError(f"{path}: cannot load bundle ({type(exc).__name__}: {exc})") from exc
+

@@ -1,0 +1,123 @@
+"""FAISS inner-product indexes over item vectors.
+
+Exact `IndexFlatIP` by default (a few thousand movies); IVF or HNSW for large catalogues,
+chosen with a spec string: 'flat', 'ivf,nlist=256,nprobe=16', 'hnsw,m=32,ef=64'. Row ids are
+the contiguous item ids (padding row 0 is never added). On a machine where FAISS sees a GPU,
+indexes are built and searched there; files are always written in FAISS' own CPU format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from movierec.device import faiss_gpu_count
+
+
+class IndexFileError(Exception):
+    """A bad index spec or an index file that cannot be read."""
+
+
+@dataclass
+class IndexSpec:
+    kind: str = "flat"
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "IndexSpec":
+        kind, *rest = [part.strip() for part in text.split(",") if part.strip()]
+        kind = kind.lower()
+        allowed = {"flat": set(), "ivf": {"nlist", "nprobe"}, "hnsw": {"m", "ef"}}
+        if kind not in allowed:
+            raise IndexFileError(f"index kind must be flat, ivf or hnsw, not {kind!r}")
+        params = {}
+        for item in rest:
+            key, _, value = item.partition("=")
+            key = key.strip().lower()
+            if key not in allowed[kind] or not value.strip().isdigit() or int(value) <= 0:
+                raise IndexFileError(f"bad index option {item!r} for {kind} "
+                                  f"(allowed: {', '.join(sorted(allowed[kind])) or 'none'}, positive integers)")
+            params[key] = int(value)
+        return cls(kind, params)
+
+    def __str__(self) -> str:
+        return ",".join([self.kind] + [f"{k}={v}" for k, v in sorted(self.params.items())])
+
+
+def _to_gpu(index):
+    import faiss
+
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+
+
+class ItemIndex:
+    """Top-k items by inner product with a query vector; ids are contiguous item ids."""
+
+    def __init__(self, index, device: str):
+        self.index = index
+        self.device = device
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    @property
+    def size(self) -> int:
+        return self.index.ntotal
+
+    @classmethod
+    def build(cls, item_vectors: np.ndarray, item_ids: np.ndarray, spec: IndexSpec | str = "flat",
+              use_gpu: bool | None = None) -> "ItemIndex":
+        import faiss
+
+        spec = IndexSpec.parse(spec) if isinstance(spec, str) else spec
+        vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        dim = vectors.shape[1]
+        if spec.kind == "flat":
+            base = faiss.IndexFlatIP(dim)
+        elif spec.kind == "ivf":
+            nlist = min(spec.params.get("nlist", max(1, int(np.sqrt(len(vectors))))), len(vectors))
+            base = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            base.nprobe = min(spec.params.get("nprobe", 8), nlist)
+        else:
+            base = faiss.IndexHNSWFlat(dim, spec.params.get("m", 32), faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efSearch = spec.params.get("ef", 64)
+        index = faiss.IndexIDMap2(base)
+        use_gpu = faiss_gpu_count() > 0 if use_gpu is None else use_gpu
+        device = "cpu"
+        if use_gpu and spec.kind != "hnsw":  # FAISS has no GPU HNSW
+            index, device = _to_gpu(index), "gpu:0"
+        if not index.is_trained:
+            index.train(vectors)
+        index.add_with_ids(vectors, np.ascontiguousarray(item_ids, dtype=np.int64))
+        return cls(index, device)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, item ids), each (len(queries), k); missing slots have id -1."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(k, self.size))
+        scores, ids = self.index.search(queries, k)
+        return scores, ids
+
+    def save(self, path: str | Path) -> None:
+        import faiss
+
+        index = self.index
+        if self.device != "cpu":
+            index = faiss.index_gpu_to_cpu(index)
+        faiss.write_index(index, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, use_gpu: bool | None = None) -> "ItemIndex":
+        import faiss
+
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexFileError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from exc
+        use_gpu = faiss_gpu_count() > 0 if use_gpu is None else use_gpu
+        if use_gpu and "HNSW" not in type(faiss.downcast_index(index.index)).__name__:
+            return cls(_to_gpu(index), "gpu:0")
+        return cls(index, "cpu")
