@@ -112,16 +112,24 @@ def mean_poster_query(poster_vectors: np.ndarray, has_poster: np.ndarray, items:
 
 
 def merge(results: list[Candidates], quotas: dict[str, int], exclude: np.ndarray) -> Merged:
-    """Fill each channel's quota in turn from its own list, skipping excluded and taken items."""
+    """Fill each channel's quota in turn from its own list, skipping excluded and taken items;
+    what a channel that ran dry left unfilled goes to the others' next candidates, in order."""
     taken = np.zeros(0, dtype=np.int64)
     primary = []
-    for result in results:
-        quota = quotas.get(result.channel, 0)
+
+    def take(result: Candidates, count: int) -> None:
+        nonlocal taken
         fresh = result.items[~np.isin(result.items, exclude) & ~np.isin(result.items, taken)]
         _, first = np.unique(fresh, return_index=True)
-        fresh = fresh[np.sort(first)][:quota]
+        fresh = fresh[np.sort(first)][:max(count, 0)]
         taken = np.concatenate([taken, fresh])
-        primary += [CHANNELS.index(result.channel)] * len(fresh)
+        primary.extend([CHANNELS.index(result.channel)] * len(fresh))
+
+    for result in results:
+        take(result, quotas.get(result.channel, 0))
+    total = sum(quotas.get(result.channel, 0) for result in results)
+    for result in results:
+        take(result, total - len(taken))
     mask = np.zeros(len(taken), dtype=np.int64)
     for result in results:
         mask[np.isin(taken, result.items)] |= CHANNEL_BIT[result.channel]

@@ -58,3 +58,38 @@ def ml100k_dataset(tmp_path_factory):
     release = read_release(ML100K)
     write_dataset(release, out, source=str(ML100K), source_files=release.files)
     return load_dataset(out)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(ml100k_dataset, tmp_path_factory):
+    """Tiny SASRec and NCF runs on ML-100K (1 epoch each; plumbing, not quality), NCF with
+    random poster vectors for every other movie."""
+    import numpy as np
+
+    from movierec.dataset.evaluation import build_task
+    from movierec.dataset.sequences import chronological, leave_last_out
+    from movierec.rank.ncf import POSTERS_FILE, Features, NCFConfig, train_ncf
+    from movierec.recall.posters import PosterVectors
+    from movierec.recall.sasrec import SASRecConfig, train_sasrec
+
+    root = tmp_path_factory.mktemp("runs")
+    sequences = chronological(ml100k_dataset.ratings, ml100k_dataset.num_users)
+    split = leave_last_out(sequences)
+    task = build_task(split, "valid", sequences, ml100k_dataset.num_items)
+    train_sasrec(split.train, ml100k_dataset.num_items,
+                 SASRecConfig(maxlen=50, hidden=16, epochs=1, loss="ce"), root / "sasrec", task)
+    with_poster = ml100k_dataset.items.raw_id.to_numpy()[::2]
+    posters = PosterVectors(with_poster, np.random.default_rng(0).random((len(with_poster), 12)).astype(np.float32))
+    (root / "ncf").mkdir()
+    posters.save(root / "ncf" / POSTERS_FILE)
+    train_ncf(split.train, Features.from_dataset(ml100k_dataset, posters), NCFConfig(epochs=1), root / "ncf", task)
+    return root / "sasrec", root / "ncf"
+
+
+@pytest.fixture(scope="session")
+def bundle_root(ml100k_dataset, trained_runs, tmp_path_factory):
+    from movierec.bundle import BuildOptions, build_bundle
+
+    root = tmp_path_factory.mktemp("bundles")
+    build_bundle(BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], root))
+    return root

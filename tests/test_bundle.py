@@ -1,0 +1,180 @@
+import os
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from movierec.bundle import (BuildOptions, BundleError, build_bundle, current_version, load_bundle,
+                             new_items, popular_items)
+from movierec.cli import app
+from movierec.recall.index import IndexFileError, IndexSpec, ItemIndex
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def private_root(bundle_root, tmp_path):
+    """A copy of the session's bundle root that a test may damage."""
+    root = tmp_path / "bundles"
+    shutil.copytree(bundle_root, root, symlinks=True)
+    return root
+
+
+def test_bundle_loads_and_verifies(bundle_root, ml100k_dataset):
+    bundle = load_bundle(bundle_root)
+    manifest = bundle.manifest
+    assert bundle.path == current_version(bundle_root)
+    assert manifest["counts"] == {"users": 943, "items": 1682, "interactions": 100000, "items_with_poster": 841}
+    assert manifest["dims"] == {"sasrec": 16, "ncf_gmf": 32, "poster": 12}
+    assert manifest["index"] == {"spec": "flat", "device": "cpu"}
+    files = {p.name for p in bundle.path.iterdir()} - {"manifest.json"}
+    assert set(manifest["checksums"]) == files
+    assert manifest["dataset"]["ratings_file"] is not None
+    assert bundle.item_ids([1, 1682, 99999]).tolist() == [1, 1682, 0]
+    assert bundle.user_id(943) == 943 and bundle.user_id(5000) == 0
+
+
+@pytest.mark.parametrize("damage", ["change", "remove", "add"])
+def test_damaged_bundle_is_refused(private_root, damage):
+    path = current_version(private_root)
+    if damage == "change":
+        with open(path / "ncf_items.faiss", "r+b") as handle:
+            handle.seek(100)
+            handle.write(b"\x00\x01\x02")
+        message = "ncf_items.faiss does not match its checksum"
+    elif damage == "remove":
+        (path / "popular.npy").unlink()
+        message = "popular.npy is missing"
+    else:
+        (path / "intruder.npy").write_bytes(b"x")
+        message = "files not in the manifest: intruder.npy"
+    with pytest.raises(BundleError, match=message):
+        load_bundle(private_root)
+
+
+def test_faiss_equals_brute_force_top_k():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 16)).astype(np.float32)
+    queries = rng.standard_normal((20, 16)).astype(np.float32)
+    ids = np.arange(1, 501)
+    index = ItemIndex.build(vectors, ids, "flat")
+    scores, found = index.search(queries, 10)
+    brute = queries @ vectors.T
+    expected = np.argsort(-brute, axis=1)[:, :10] + 1
+    assert np.array_equal(found, expected)
+    assert np.allclose(scores, np.take_along_axis(brute, expected - 1, axis=1), atol=1e-4)
+    # approximate indexes find most of the exact top-10
+    for spec in ("ivf,nlist=16,nprobe=16", "hnsw,m=16,ef=128"):
+        approx = ItemIndex.build(vectors, ids, spec).search(queries, 10)[1]
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, expected)])
+        assert overlap > 0.9, spec
+
+
+def test_index_round_trip_and_bad_specs(tmp_path):
+    vectors = np.eye(4, dtype=np.float32)
+    index = ItemIndex.build(vectors, np.array([1, 2, 3, 4]))
+    index.save(tmp_path / "i.faiss")
+    loaded = ItemIndex.load(tmp_path / "i.faiss")
+    assert loaded.search(vectors[2], 1)[1][0, 0] == 3
+    (tmp_path / "bad.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexFileError, match="unreadable FAISS index"):
+        ItemIndex.load(tmp_path / "bad.faiss")
+    for bad in ("lsh", "ivf,nlist=0", "flat,m=3", "hnsw,ef=x"):
+        with pytest.raises(IndexFileError):
+            IndexSpec.parse(bad)
+    assert str(IndexSpec.parse("IVF, nlist=64")) == "ivf,nlist=64"
+
+
+def test_seen_and_excluded_items_never_come_out_of_recall(bundle_root):
+    bundle = load_bundle(bundle_root)
+    recaller = bundle.recaller
+    for user in (1, 13, 405, 943):
+        history = recaller.history(user)
+        recent = np.array([50, 181])
+        exclude = np.array([100, 258])
+        merged, results = recaller.recall(user, recent, exclude)
+        blocked = np.concatenate([history, recent, exclude])
+        assert not np.isin(merged.items, blocked).any()
+        for result in results:
+            assert not np.isin(result.items, blocked).any()
+        assert len(np.unique(merged.items)) == len(merged.items)
+        assert len(merged.items) == sum(recaller.quotas.values())
+        assert (merged.channel_mask > 0).all()
+        assert {r.channel for r in results} == {"sasrec", "ncf", "poster", "item2item"}
+
+
+def test_new_user_with_and_without_recent_items(bundle_root):
+    recaller = load_bundle(bundle_root).recaller
+    merged, results = recaller.recall(0)
+    assert len(merged.items) == 0 and all(len(r.items) == 0 for r in results)
+    merged, results = recaller.recall(0, np.array([50, 172, 181]))
+    assert {r.channel for r in results} >= {"sasrec", "item2item"}
+    assert len(merged.items) > 0 and not np.isin(merged.items, [50, 172, 181]).any()
+
+
+def test_recent_items_recompute_the_sasrec_state(bundle_root):
+    recaller = load_bundle(bundle_root).recaller
+    stored = recaller.sasrec_query(7, np.zeros(0, dtype=np.int64))
+    assert np.allclose(stored, recaller.sasrec_model.user_vectors([recaller.history(7)])[0], atol=1e-5)
+    updated = recaller.sasrec_query(7, np.array([1, 2, 3]))
+    assert not np.allclose(stored, updated, atol=1e-4)
+
+
+def test_failed_build_keeps_the_previous_current(private_root, ml100k_dataset, trained_runs):
+    before = current_version(private_root)
+    options = BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], private_root)
+    for stage in ("export", "index", "write"):
+        with pytest.raises(BundleError, match="simulated"):
+            build_bundle(options, fail_after=stage)
+        assert current_version(private_root) == before
+        assert not list(private_root.glob(".tmp-*"))
+    load_bundle(private_root)
+
+
+def test_leftovers_of_a_killed_build_are_cleaned_and_old_versions_pruned(private_root, ml100k_dataset, trained_runs):
+    (private_root / ".tmp-vkilled").mkdir()
+    (private_root / ".tmp-vkilled" / "half.npy").write_bytes(b"x")
+    options = BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], private_root, keep=2)
+    first = build_bundle(options)
+    assert first.manifest["cleaned_leftovers"] == [".tmp-vkilled"]
+    second = build_bundle(options)
+    versions = sorted(p.name for p in private_root.iterdir() if p.name.startswith("v"))
+    assert versions == sorted([first.version, second.version])
+    assert os.readlink(private_root / "current") == second.version
+
+
+def test_popular_and_new_lists():
+    items = np.array([3, 3, 3, 1, 2, 2])
+    stamps = np.array([0, 0, 0, 10, 20, 20]) * 86_400
+    assert popular_items(items, stamps, 4, 0).tolist() == [3, 2, 1]
+    # with a 1-day half-life the old item 3 decays below the recent ones
+    assert popular_items(items, stamps, 4, 1.0).tolist() == [2, 1, 3]
+
+
+def test_new_list_orders_by_year_then_first_rating(ml100k_dataset):
+    items = ml100k_dataset.ratings.item.to_numpy()
+    stamps = ml100k_dataset.ratings.timestamp.to_numpy()
+    order = new_items(ml100k_dataset, items, stamps)
+    years = ml100k_dataset.items.set_index("item").year.reindex(order).to_numpy()
+    assert len(order) == ml100k_dataset.num_items and (np.diff(years) <= 0).all()
+
+
+def test_build_and_recall_commands(ml100k_dataset, trained_runs, tmp_path):
+    root = tmp_path / "b"
+    result = runner.invoke(app, ["build", "--data", str(ml100k_dataset.path), "--sasrec-run", str(trained_runs[0]),
+                                 "--ncf-run", str(trained_runs[1]), "--bundles", str(root), "--index", "hnsw,m=16"])
+    assert result.exit_code == 0, result.output
+    assert "is now current" in result.output and "index hnsw,m=16" in result.output
+    result = runner.invoke(app, ["recall", "--bundles", str(root), "--user", "1", "--recent", "50,99999", "--top", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Star Wars (1977)" not in result.output  # movie 50 was just watched
+    assert "1 unknown movie id(s)" in result.output and "merged: 330 candidates" in result.output
+    result = runner.invoke(app, ["build", "--data", str(ml100k_dataset.path), "--sasrec-run", str(tmp_path / "none"),
+                                 "--ncf-run", str(trained_runs[1]), "--bundles", str(root)])
+    assert result.exit_code == 2 and "no SASRec run" in result.output
+    result = runner.invoke(app, ["build", "--data", str(ml100k_dataset.path), "--index", "annoy",
+                                 "--bundles", str(root)])
+    assert result.exit_code == 2 and "index kind" in result.output
+    result = runner.invoke(app, ["recall", "--bundles", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "bundle not found" in result.output
