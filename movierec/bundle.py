@@ -184,7 +184,7 @@ def build_bundle(options: BuildOptions, progress=None, fail_after: str | None = 
         shutil.copyfile(RunDir(options.sasrec_run).config, tmp / "sasrec.config.json")
         scorer = ncf.export_scorer()
         scorer.save(tmp / "ncf_scorer.npz")
-        ncf_users, ncf_items = ncf.gmf_vectors()
+        ncf_users, ncf_items = scorer.recall_vectors()
         np.save(tmp / "ncf_users.npy", ncf_users)
         has_posters = bool(features.has_poster.any())
         if has_posters:

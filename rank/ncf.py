@@ -188,10 +188,6 @@ class NCF(nn.Layer):
     def export_scorer(self) -> "NCFScorer":
         return NCFScorer.from_model(self)
 
-    def gmf_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """GMF user and item embeddings, for an inner-product recall channel."""
-        return self.user_gmf.weight.numpy().copy(), self.item_gmf.weight.numpy().copy()
-
 
 def _linear(layer) -> tuple[np.ndarray, np.ndarray]:
     return layer.weight.numpy().astype(np.float32), layer.bias.numpy().astype(np.float32)
@@ -269,6 +265,15 @@ class NCFScorer:
     def load(cls, path: str | Path) -> "NCFScorer":
         with np.load(path, allow_pickle=False) as data:
             return cls({name: data[name] for name in data.files})
+
+    def recall_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user queries, item vectors) for an inner-product recall channel on the GMF path.
+
+        The GMF product reaches the score through the fusion MLP; taking that MLP as linear
+        (all units active), it contributes <u ⊙ h, i> with h = W_gmf w_out, so u ⊙ h is the
+        query that ranks items by the GMF path's share of the score."""
+        h = self.gmf_fusion @ self.fusion_out_w
+        return (self.user_gmf * h).astype(np.float32), self.item_gmf.astype(np.float32)
 
     def user_state(self, user: int, user_features: np.ndarray) -> tuple:
         side = np.zeros(self.item_fusion.shape[1], dtype=np.float32)

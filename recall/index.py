@@ -8,12 +8,16 @@ indexes are built and searched there; files are always written in FAISS' own CPU
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from movierec.device import faiss_gpu_count
+
+# FAISS logs each CPU-specific build it tries and cannot find; none of that is news to users.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 class IndexFileError(Exception):

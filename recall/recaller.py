@@ -11,7 +11,7 @@ from movierec.dataset.sequences import Sequences
 from .channels import Candidates, Merged, item2item, mean_poster_query, merge, search_excluding
 from .index import ItemIndex
 
-DEFAULT_QUOTAS = {"sasrec": 150, "ncf": 100, "poster": 30, "item2item": 50}
+DEFAULT_QUOTAS = {"sasrec": 200, "ncf": 50, "poster": 20, "item2item": 30}
 OVERFETCH = 2
 
 

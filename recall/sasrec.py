@@ -130,12 +130,14 @@ class SASRec(nn.Layer):
         was_training = self.training
         self.eval()
         out = np.empty((len(sequences), self.config.hidden), dtype=np.float32)
+        # Similar lengths batched together, so each batch is only as wide as it needs to be.
+        order = np.argsort([len(seq) for seq in sequences], kind="stable")
         for start in range(0, len(sequences), batch_size):
-            chunk = sequences[start:start + batch_size]
+            rows = order[start:start + batch_size]
+            chunk = [sequences[row] for row in rows]
             width = max(1, min(self.config.maxlen, max(len(seq) for seq in chunk)))
-            batch = pad_left(chunk, width)
-            states = self(paddle.to_tensor(batch))
-            out[start:start + len(batch)] = states[:, -1, :].numpy()
+            states = self(paddle.to_tensor(pad_left(chunk, width)))
+            out[rows] = states[:, -1, :].numpy()
         if was_training:
             self.train()
         return out
