@@ -472,6 +472,111 @@ def recall(
     console.print(f"merged: {len(merged.items)} candidates " + ", ".join(f"{k} {v}" for k, v in by_channel.items() if v))
 
 
+@app.command()
+@handles_errors
+def serve(
+    bundles: Path = typer.Option(WORKDIR / "bundles", help="Bundle root; the server loads its `current` bundle."),
+    address: str = typer.Option("127.0.0.1:50051", help="host:port to listen on. Loopback by default; "
+                                "give 0.0.0.0:PORT to serve other machines."),
+    metrics_port: int = typer.Option(9100, help="Prometheus metrics on 127.0.0.1:PORT/metrics (0 = off)."),
+    watch_interval: float = typer.Option(2.0, help="Seconds between checks of `current` for a new bundle (0 = off)."),
+    grace: float = typer.Option(10.0, help="Seconds to drain in-flight calls on SIGTERM/SIGINT."),
+    popular: float = typer.Option(0.2, help="Share of the popular slot."),
+    new: float = typer.Option(0.3, help="Share of the new slot."),
+    personalized: float = typer.Option(0.5, help="Share of the personalized slot."),
+):
+    """Serve Recommend over gRPC (health checking, reflection, metrics, hot reload)."""
+    import asyncio
+
+    from movierec.server.app import ServerConfig, serve_forever
+
+    if min(popular, new, personalized) < 0 or popular + new + personalized <= 0:
+        raise CLIError("slot shares must be non-negative and not all zero")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(bundles=bundles, address=address, metrics_port=metrics_port,
+                          watch_interval=watch_interval, grace_seconds=grace,
+                          shares={"popular": popular, "new": new, "personalized": personalized})
+
+    def ready(running):
+        info = running.holder.served.pipeline.bundle
+        host = address.rsplit(":", 1)[0]
+        target = f"{host}:{running.port}"
+        console.print(f"serving bundle [green]{info.version}[/] on [bold]{target}[/]"
+                      + (f", metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""))
+        console.print(f"call it:  movierec recommend --user 1 --target {target}")
+        console.print(f"   or:    grpcurl -plaintext -d '{{\"user_id\": 1, \"n\": 10}}' {target} movierec.v1.Recommender/Recommend")
+        console.print("stop with Ctrl-C (in-flight calls are drained)")
+
+    asyncio.run(serve_forever(config, ready))
+
+
+@app.command()
+@handles_errors
+def recommend(
+    user: int = typer.Option(0, help="Raw MovieLens user id (0 = a new user)."),
+    n: int = typer.Option(10, help="How many movies."),
+    recent: Optional[str] = typer.Option(None, help="Comma-separated raw movie ids watched since the bundle was built."),
+    exclude: Optional[str] = typer.Option(None, help="Comma-separated raw movie ids never to return."),
+    gender: str = typer.Option("", help="New user: M or F."),
+    age: int = typer.Option(0, help="New user: age in years."),
+    occupation: str = typer.Option("", help="New user: occupation as in the dataset."),
+    genres: Optional[str] = typer.Option(None, help="Only these genres (comma-separated)."),
+    not_genres: Optional[str] = typer.Option(None, help="None of these genres (comma-separated)."),
+    min_year: int = typer.Option(0, help="Earliest release year."),
+    max_year: int = typer.Option(0, help="Latest release year."),
+    explain: bool = typer.Option(False, help="Show recall channels and rank scores."),
+    target: str = typer.Option("127.0.0.1:50051", help="host:port of a `movierec serve`."),
+    timeout: float = typer.Option(10.0, help="Deadline in seconds."),
+):
+    """Ask a running server for recommendations and print them as a table."""
+    import grpc
+
+    from movierec.server.v1 import recommender_pb2 as pb
+    from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+    gender_value = {"": pb.GENDER_UNSPECIFIED, "M": pb.GENDER_MALE, "F": pb.GENDER_FEMALE}.get(gender.upper())
+    if gender_value is None:
+        raise CLIError("--gender must be M or F")
+    if user < 0:
+        raise CLIError("--user must be a raw MovieLens user id (>= 0)")
+    request = pb.RecommendRequest(
+        user_id=user, n=n, recent_item_ids=_parse_ids(recent, "--recent"),
+        exclude_item_ids=_parse_ids(exclude, "--exclude"), explain=explain,
+        side_features=pb.SideFeatures(gender=gender_value, age=age, occupation=occupation),
+        filters=pb.Filters(include_genres=[g for g in (genres or "").split(",") if g],
+                           exclude_genres=[g for g in (not_genres or "").split(",") if g],
+                           min_year=min_year, max_year=max_year))
+    if n <= 0:
+        raise CLIError("--n must be positive")
+    if any(i < 0 for i in list(request.recent_item_ids) + list(request.exclude_item_ids)):
+        raise CLIError("movie ids must be positive")
+    with grpc.insecure_channel(target) as channel:
+        try:
+            response = pb_grpc.RecommenderStub(channel).Recommend(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise CLIError(f"{target}: {exc.code().name}: {exc.details()}") from None
+    who = f"user {user}" if response.known_user else "a new user"
+    table = Table(title=f"{len(response.items)} movies for {who} (bundle {response.bundle_version})")
+    for column, justify in (("#", "right"), ("movie id", "right"), ("title", "left"), ("slot", "left"),
+                            ("score", "right")):
+        table.add_column(column, justify=justify)
+    if explain:
+        table.add_column("channels")
+        table.add_column("rank score", justify="right")
+    for rank, item in enumerate(response.items, start=1):
+        row = [str(rank), str(item.item_id), item.title, pb.Slot.Name(item.slot).removeprefix("SLOT_").lower(),
+               f"{item.score:.4f}"]
+        if explain:
+            row += [",".join(item.channels), f"{item.rank_score:.4f}" if item.slot == pb.SLOT_PERSONALIZED else ""]
+        table.add_row(*row)
+    console.print(table)
+    t = response.timings
+    console.print(f"server time: recall {t.recall_ms:.2f} ms, rank {t.rank_ms:.2f} ms, blend {t.blend_ms:.2f} ms, "
+                  f"total {t.total_ms:.2f} ms")
+    if response.ignored_item_ids:
+        err_console.print(f"[yellow]unknown movie ids ignored: {list(response.ignored_item_ids)}[/]")
+
+
 @app.command("eval")
 @handles_errors
 def eval_command(

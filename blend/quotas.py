@@ -1,0 +1,92 @@
+"""The blender: popular / new / personalized slots with quotas, dedup and seen-item removal.
+
+Slot sizes for n items follow the largest-remainder rule: each slot gets floor(n * share),
+and the items left go to the slots with the largest remainders, ties to personalized, then
+new, then popular. With the default shares 20/30/50 that is 2/3/5 for n = 10, 0/0/1 for
+n = 1, 1/1/1 for n = 3 and 7/11/19 for n = 37.
+
+Slots fill in the order personalized, new, popular, each skipping items already taken,
+blocked (seen, recent, excluded) or filtered out; a slot that runs dry leaves its share to
+the others, so exactly n items come back whenever the catalogue allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SLOTS = ("personalized", "new", "popular")  # fill order, and tie order for remainders
+DEFAULT_SHARES = {"popular": 0.2, "new": 0.3, "personalized": 0.5}
+
+
+def slot_sizes(n: int, shares: dict[str, float]) -> dict[str, int]:
+    total = sum(max(shares.get(s, 0.0), 0.0) for s in SLOTS)
+    if n < 0 or total <= 0:
+        raise ValueError("n must be >= 0 and at least one share positive")
+    exact = {s: n * max(shares.get(s, 0.0), 0.0) / total for s in SLOTS}
+    sizes = {s: int(np.floor(exact[s] + 1e-9)) for s in SLOTS}
+    leftover = n - sum(sizes.values())
+    by_remainder = sorted(SLOTS, key=lambda s: (-(exact[s] - sizes[s]), SLOTS.index(s)))
+    for slot in by_remainder[:leftover]:
+        sizes[slot] += 1
+    return sizes
+
+
+@dataclass
+class SlotList:
+    """A slot's candidates, best first, with the score each would be returned with."""
+
+    items: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class Blended:
+    items: np.ndarray
+    scores: np.ndarray
+    slots: np.ndarray  # index into SLOTS
+
+
+def blend(n: int, shares: dict[str, float], lists: dict[str, SlotList], allowed: np.ndarray) -> Blended:
+    """Up to n items; `allowed` is a (num_items + 1,) mask of items that may be returned."""
+    allowed = allowed.copy()
+    allowed[0] = False
+    sizes = slot_sizes(n, shares)
+    cursor = {slot: 0 for slot in SLOTS}
+    picked: dict[str, list[np.ndarray]] = {slot: [] for slot in SLOTS}
+
+    def take(slot: str, count: int) -> int:
+        candidates = lists.get(slot)
+        if candidates is None or count <= 0:
+            return 0
+        rest = candidates.items[cursor[slot]:]
+        ok = np.flatnonzero(allowed[rest])[:count]
+        if len(ok):
+            chosen = cursor[slot] + ok
+            cursor[slot] = int(chosen[-1]) + 1
+            allowed[candidates.items[chosen]] = False
+            picked[slot].append(chosen)
+        else:
+            cursor[slot] = len(candidates.items)
+        return len(ok)
+
+    short = 0
+    for slot in SLOTS:
+        short += sizes[slot] - take(slot, sizes[slot])
+    for slot in SLOTS:
+        if short <= 0:
+            break
+        short -= take(slot, short)
+
+    items, scores, slots = [], [], []
+    for index, slot in enumerate(SLOTS):
+        if picked[slot]:
+            rows = np.concatenate(picked[slot])
+            items.append(lists[slot].items[rows])
+            scores.append(lists[slot].scores[rows])
+            slots.append(np.full(len(rows), index))
+    if not items:
+        return Blended(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    return Blended(np.concatenate(items).astype(np.int64), np.concatenate(scores).astype(np.float32),
+                   np.concatenate(slots).astype(np.int64))

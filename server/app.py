@@ -1,0 +1,266 @@
+"""The gRPC server: `movierec.v1.Recommender` on grpc.aio, with health checking, reflection,
+Prometheus metrics, hot reload of bundles and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import _async as health_async
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from movierec.bundle import BundleError, current_version, load_bundle
+from movierec.server.pipeline import MAX_LIST, MAX_N, Pipeline, RecommendInput, RequestError
+from movierec.server.v1 import recommender_pb2 as pb
+from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+log = logging.getLogger("movierec.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+VERSION_NAME = re.compile(r"^v[0-9A-Za-z-]{1,64}$")
+MAX_MESSAGE_BYTES = 1 << 20
+SLOT_ENUM = {"popular": pb.SLOT_POPULAR, "new": pb.SLOT_NEW, "personalized": pb.SLOT_PERSONALIZED}
+GENDER_NAME = {pb.GENDER_MALE: "M", pb.GENDER_FEMALE: "F", pb.GENDER_UNSPECIFIED: ""}
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter("movierec_requests", "Recommend calls", ["code"], registry=self.registry)
+        self.latency = Histogram("movierec_request_seconds", "Recommend latency by stage", ["stage"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.reloads = Counter("movierec_bundle_reloads", "Bundle loads", ["result"], registry=self.registry)
+        self.bundle = Gauge("movierec_bundle_info", "The bundle being served", ["version"], registry=self.registry)
+
+
+@dataclass
+class Served:
+    """What one request uses from start to end: a reload swaps the whole object, never parts."""
+
+    pipeline: Pipeline
+    device: str
+
+
+class BundleHolder:
+    """The bundle being served, loaded from the configured root only."""
+
+    def __init__(self, root: Path, metrics: Metrics, shares: dict | None = None):
+        self.root = Path(root).resolve()
+        self.metrics = metrics
+        self.shares = shares
+        self.served: Served | None = None
+        self.loaded_from: Path | None = None
+        self._lock = asyncio.Lock()
+
+    def _resolve(self, version: str) -> Path:
+        if not version:
+            path = current_version(self.root)
+            if path is None:
+                raise BundleError(f"{self.root} has no `current` bundle; run `movierec build`")
+            return path.resolve()
+        if not VERSION_NAME.match(version):
+            raise RequestError(f"version must name a bundle directory like v20261124-131500-1a2b, not {version!r}")
+        path = (self.root / version).resolve()
+        if path.parent != self.root or not path.is_dir():
+            raise BundleError(f"no bundle {version!r} under the bundle root")
+        return path
+
+    async def load(self, version: str = "") -> Served:
+        """Load and verify beside the one being served, then swap; a failure keeps the old one."""
+        async with self._lock:
+            path = self._resolve(version)
+            try:
+                bundle = await asyncio.to_thread(load_bundle, path)
+                pipeline = await asyncio.to_thread(Pipeline, bundle, self.shares)
+            except BundleError:
+                self.metrics.reloads.labels("failed").inc()
+                log.error("bundle %s refused; still serving %s", path.name,
+                          self.served.pipeline.bundle.version if self.served else "nothing")
+                raise
+            previous = self.served
+            self.served = Served(pipeline, bundle.manifest["index"]["device"])
+            self.loaded_from = path
+            self.metrics.reloads.labels("ok").inc()
+            if previous is not None:
+                self.metrics.bundle.remove(previous.pipeline.bundle.version)
+            self.metrics.bundle.labels(bundle.version).set(1)
+            log.info("serving bundle %s", bundle.version)
+            return self.served
+
+    async def watch(self, interval: float) -> None:
+        """Reload when `current` points somewhere new; failures are logged and counted."""
+        while True:
+            await asyncio.sleep(interval)
+            path = current_version(self.root)
+            if path is not None and path.resolve() != self.loaded_from:
+                try:
+                    await self.load()
+                except (BundleError, RequestError):
+                    self.loaded_from = path.resolve()  # do not retry the same broken bundle
+
+
+def to_input(request: pb.RecommendRequest) -> RecommendInput:
+    if len(request.recent_item_ids) > MAX_LIST or len(request.exclude_item_ids) > MAX_LIST:
+        raise RequestError(f"recent_item_ids and exclude_item_ids take at most {MAX_LIST} ids each")
+    if request.side_features.gender not in GENDER_NAME:
+        raise RequestError(f"unknown gender value {request.side_features.gender}")
+    shares = None
+    if request.HasField("quotas"):
+        q = request.quotas
+        shares = {"popular": q.popular, "new": q.new, "personalized": q.personalized}
+    return RecommendInput(
+        user_id=request.user_id,
+        n=request.n or 10,
+        recent=list(request.recent_item_ids),
+        exclude=list(request.exclude_item_ids),
+        gender=GENDER_NAME[request.side_features.gender],
+        age=request.side_features.age,
+        occupation=request.side_features.occupation,
+        zip_code=request.side_features.zip_code,
+        include_genres=list(request.filters.include_genres),
+        exclude_genres=list(request.filters.exclude_genres),
+        min_year=request.filters.min_year,
+        max_year=request.filters.max_year,
+        shares=shares,
+        explain=request.explain,
+    )
+
+
+def bundle_info(served: Served) -> pb.BundleInfo:
+    bundle = served.pipeline.bundle
+    manifest = bundle.manifest
+    return pb.BundleInfo(version=bundle.version, users=manifest["counts"]["users"],
+                         items=manifest["counts"]["items"], device=served.device,
+                         index=manifest["index"]["spec"], loaded_at_unix=bundle.loaded_at,
+                         dataset=manifest["dataset"]["name"])
+
+
+class RecommenderService(pb_grpc.RecommenderServicer):
+    def __init__(self, holder: BundleHolder, metrics: Metrics):
+        self.holder = holder
+        self.metrics = metrics
+
+    async def _abort(self, context, code: grpc.StatusCode, message: str):
+        self.metrics.requests.labels(code.name).inc()
+        await context.abort(code, message)
+
+    async def Recommend(self, request, context):
+        started = time.perf_counter()
+        served = self.holder.served
+        if served is None:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+        try:
+            result = served.pipeline.recommend(to_input(request))
+        except RequestError as exc:
+            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception:
+            log.exception("Recommend failed")
+            await self._abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        response = pb.RecommendResponse(bundle_version=result.bundle_version, known_user=result.known_user,
+                                        ignored_item_ids=result.ignored)
+        for k in range(len(result.items)):
+            item = response.items.add(item_id=int(result.items[k]), title=result.titles[k],
+                                      score=float(result.scores[k]), slot=SLOT_ENUM[result.slots[k]])
+            if request.explain:
+                item.channels.extend(result.channels[k])
+                if result.rank_scores[k] == result.rank_scores[k]:  # not NaN
+                    item.rank_score = float(result.rank_scores[k])
+        t = result.timings_ms
+        response.timings.CopyFrom(pb.StageTimings(recall_ms=t["recall"], rank_ms=t["rank"],
+                                                  blend_ms=t["blend"], total_ms=t["total"]))
+        for stage in ("recall", "rank", "blend"):
+            self.metrics.latency.labels(stage).observe(t[stage] / 1000)
+        self.metrics.latency.labels("total").observe(time.perf_counter() - started)
+        self.metrics.requests.labels("OK").inc()
+        return response
+
+    async def GetBundleInfo(self, request, context):
+        served = self.holder.served
+        if served is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+        return bundle_info(served)
+
+    async def ReloadBundle(self, request, context):
+        try:
+            served = await self.holder.load(request.version)
+        except RequestError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except BundleError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"bundle refused, old one kept: {exc}")
+        return bundle_info(served)
+
+
+@dataclass
+class ServerConfig:
+    bundles: Path
+    address: str = "127.0.0.1:50051"
+    metrics_port: int = 0           # 0 = no metrics endpoint
+    watch_interval: float = 2.0     # 0 = no watching
+    grace_seconds: float = 10.0
+    shares: dict | None = None
+
+
+class RunningServer:
+    """A started server; `stop()` drains in-flight calls."""
+
+    def __init__(self, server, holder: BundleHolder, health, port: int, metrics: Metrics, tasks: list):
+        self.server, self.holder, self.health, self.port, self.metrics = server, holder, health, port, metrics
+        self.tasks = tasks
+
+    async def stop(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        for task in self.tasks:
+            task.cancel()
+        await self.server.stop(grace)
+
+
+async def start(config: ServerConfig) -> RunningServer:
+    metrics = Metrics()
+    holder = BundleHolder(config.bundles, metrics, config.shares)
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                                      ("grpc.so_reuseport", 0)])
+    pb_grpc.add_RecommenderServicer_to_server(RecommenderService(holder, metrics), server)
+    health = health_async.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME,
+                                         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    port = server.add_insecure_port(config.address)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.address}")
+    await server.start()
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    await holder.load()
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    tasks = []
+    if config.watch_interval > 0:
+        tasks.append(asyncio.create_task(holder.watch(config.watch_interval)))
+    return RunningServer(server, holder, health, port, metrics, tasks)
+
+
+async def serve_forever(config: ServerConfig, on_ready=None) -> None:
+    """Run until SIGTERM/SIGINT, then stop accepting, drain in-flight calls and return."""
+    running = await start(config)
+    if on_ready is not None:
+        on_ready(running)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace_seconds)
+    await running.stop(config.grace_seconds)
+

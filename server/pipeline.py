@@ -1,0 +1,195 @@
+"""One Recommend request, end to end: recall -> NCF rescoring -> quota blending.
+
+Everything here works on numpy arrays over the catalogue; the server only translates
+between protobuf and these dataclasses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from movierec.blend.popularity import DemographicPopularity, popularity_counts
+from movierec.blend.quotas import DEFAULT_SHARES, SLOTS, SlotList, blend
+from movierec.bundle import Bundle
+from movierec.dataset.readers import GENRES, age_bucket
+from movierec.dataset.store import ZIP_PREFIX_LEN
+from movierec.recall.channels import CHANNELS
+
+MAX_N = 200
+MAX_LIST = 1000  # recent / exclude ids per request
+GENRE_INDEX = {g.lower(): j for j, g in enumerate(GENRES)}
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered as asked (INVALID_ARGUMENT)."""
+
+
+@dataclass
+class RecommendInput:
+    user_id: int = 0
+    n: int = 10
+    recent: list = field(default_factory=list)
+    exclude: list = field(default_factory=list)
+    gender: str = ""            # "M" / "F" / ""
+    age: int = 0                # years, 0 = unknown
+    occupation: str = ""
+    zip_code: str = ""
+    include_genres: list = field(default_factory=list)
+    exclude_genres: list = field(default_factory=list)
+    min_year: int = 0
+    max_year: int = 0
+    shares: dict | None = None
+    explain: bool = False
+
+
+@dataclass
+class RecommendOutput:
+    items: np.ndarray        # raw movie ids
+    titles: list
+    scores: np.ndarray
+    slots: list              # slot names
+    channels: list           # per item: recall channels (explain only)
+    rank_scores: np.ndarray  # per item: NCF probability (personalized slot), else NaN
+    bundle_version: str
+    timings_ms: dict
+    known_user: bool
+    ignored: list            # raw ids in recent/exclude the bundle does not know
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, shares: dict | None = None, max_n: int = MAX_N):
+        self.bundle = bundle
+        self.shares = dict(shares or DEFAULT_SHARES)
+        self.max_n = max_n
+        items = bundle.items.sort_values("item")
+        num = bundle.num_items
+        self.raw_ids = bundle.item_raw_ids()
+        self.item_of_raw = dict(zip(items.raw_id.to_numpy().tolist(), items.item.to_numpy().tolist()))
+        self.user_of_raw = dict(zip(bundle.users.raw_id.to_numpy().tolist(), bundle.users.user.to_numpy().tolist()))
+        self.titles = np.concatenate([[""], items.title.to_numpy()]).astype(object)
+        self.years = np.concatenate([[0], items.year.to_numpy()])
+        self.genres = np.zeros((num + 1, len(GENRES)), dtype=bool)
+        for item, names in zip(items.item.to_numpy(), items.genres):
+            for name in filter(None, names.split("|")):
+                self.genres[item, GENRE_INDEX[name.lower()]] = True
+        seen = bundle.recaller.seen
+        counts = popularity_counts(seen, num)
+        self.popular = SlotList(bundle.popular, (counts[bundle.popular] / max(counts.max(), 1)).astype(np.float32))
+        self.new = SlotList(bundle.new, np.linspace(1.0, 0.0, len(bundle.new), endpoint=False).astype(np.float32))
+        self.demographic = DemographicPopularity(seen, bundle.user_features, num)
+        users = bundle.users
+        self.vocab = {
+            "gender": dict(zip(users.gender, users.gender_idx)),
+            "age": dict(zip(users.age, users.age_idx)),
+            "occupation": {str(k).lower(): v for k, v in zip(users.occupation, users.occupation_idx)},
+            "zip": dict(zip(users.zip_prefix, users.zip_prefix_idx)),
+        }
+
+    # ---------------------------------------------------------------- inputs
+
+    def _items(self, raw_ids: list, name: str) -> tuple[np.ndarray, list]:
+        if len(raw_ids) > MAX_LIST:
+            raise RequestError(f"{name} holds {len(raw_ids)} ids; at most {MAX_LIST}")
+        ids = np.array([self.item_of_raw.get(int(r), 0) for r in raw_ids], dtype=np.int64)
+        ignored = [int(r) for r, i in zip(raw_ids, ids) if i == 0]
+        return ids[ids > 0], ignored
+
+    def _new_user_features(self, inp: RecommendInput) -> np.ndarray:
+        gender = self.vocab["gender"].get(inp.gender, 0)
+        age = self.vocab["age"].get(age_bucket(inp.age), 0) if inp.age > 0 else 0
+        occupation = self.vocab["occupation"].get(inp.occupation.lower(), 0)
+        zip_idx = self.vocab["zip"].get(inp.zip_code[:ZIP_PREFIX_LEN], 0) if inp.zip_code else 0
+        return np.array([gender, age, occupation, zip_idx], dtype=np.int64)
+
+    def _allowed(self, inp: RecommendInput, blocked: np.ndarray) -> np.ndarray:
+        allowed = np.ones(self.bundle.num_items + 1, dtype=bool)
+        allowed[blocked] = False
+        for names, keep in ((inp.include_genres, True), (inp.exclude_genres, False)):
+            if not names:
+                continue
+            unknown = [g for g in names if g.lower() not in GENRE_INDEX]
+            if unknown:
+                raise RequestError(f"unknown genre(s) {unknown}; known: {', '.join(GENRES)}")
+            hit = self.genres[:, [GENRE_INDEX[g.lower()] for g in names]].any(axis=1)
+            allowed &= hit if keep else ~hit
+        if inp.min_year:
+            allowed &= self.years >= inp.min_year
+        if inp.max_year:
+            allowed &= self.years <= inp.max_year
+        return allowed
+
+    def validate(self, inp: RecommendInput) -> None:
+        if not 1 <= inp.n <= self.max_n:
+            raise RequestError(f"n must be between 1 and {self.max_n}, got {inp.n}")
+        if inp.min_year and inp.max_year and inp.min_year > inp.max_year:
+            raise RequestError(f"min_year {inp.min_year} is after max_year {inp.max_year}")
+        if inp.shares is not None:
+            values = list(inp.shares.values())
+            if any(v < 0 or not np.isfinite(v) for v in values) or sum(values) <= 0:
+                raise RequestError("quota shares must be finite, non-negative, and not all zero")
+        if inp.gender not in ("", "M", "F"):
+            raise RequestError(f"gender must be M, F or empty, not {inp.gender!r}")
+        if not 0 <= inp.age <= 150:
+            raise RequestError(f"age {inp.age} is out of range")
+
+    # ---------------------------------------------------------------- request
+
+    def recommend(self, inp: RecommendInput) -> RecommendOutput:
+        started = time.perf_counter()
+        self.validate(inp)
+        bundle = self.bundle
+        user = self.user_of_raw.get(int(inp.user_id), 0)
+        recent, ignored_recent = self._items(inp.recent, "recent_item_ids")
+        exclude, ignored_exclude = self._items(inp.exclude, "exclude_item_ids")
+        features = bundle.user_features[user] if user else self._new_user_features(inp)
+        blocked = np.concatenate([bundle.recaller.history(user), recent, exclude])
+        allowed = self._allowed(inp, blocked)
+
+        merged = None
+        rank_ms = 0.0
+        if user or len(recent):
+            merged, _ = bundle.recaller.recall(user, recent, exclude)
+        recall_done = time.perf_counter()
+        if merged is not None and len(merged.items):
+            logits = bundle.scorer.score(user, features, merged.items)
+            order = np.argsort(-logits, kind="stable")
+            personalized = SlotList(merged.items[order], _sigmoid(logits[order]).astype(np.float32))
+            rank_of = np.full(bundle.num_items + 1, np.nan, dtype=np.float32)
+            rank_of[personalized.items] = personalized.scores
+            rank_ms = (time.perf_counter() - recall_done) * 1000
+        else:
+            demographic = self.demographic.ranked(int(features[0]), int(features[1]))
+            personalized = SlotList(*demographic) if demographic else self.popular
+            rank_of = None
+        rank_done = time.perf_counter()
+        blended = blend(inp.n, inp.shares or self.shares,
+                        {"personalized": personalized, "new": self.new, "popular": self.popular}, allowed)
+        finished = time.perf_counter()
+
+        channels = [[] for _ in blended.items]
+        if inp.explain and merged is not None:
+            mask_of = dict(zip(merged.items.tolist(), merged.channel_mask.tolist()))
+            channels = [[c for j, c in enumerate(CHANNELS) if mask_of.get(int(i), 0) & (1 << j)]
+                        for i in blended.items]
+        rank_scores = rank_of[blended.items] if rank_of is not None else np.full(len(blended.items), np.nan)
+        return RecommendOutput(
+            items=self.raw_ids[blended.items],
+            titles=self.titles[blended.items].tolist(),
+            scores=blended.scores,
+            slots=[SLOTS[s] for s in blended.slots],
+            channels=channels,
+            rank_scores=np.where(np.array([SLOTS[s] == "personalized" for s in blended.slots], dtype=bool),
+                                 rank_scores, np.nan).astype(np.float32),
+            bundle_version=bundle.version,
+            timings_ms={"recall": (recall_done - started) * 1000, "rank": rank_ms,
+                        "blend": (finished - rank_done) * 1000, "total": (finished - started) * 1000},
+            known_user=bool(user),
+            ignored=ignored_recent + ignored_exclude,
+        )

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of proto/movierec/v1 (see server/codegen.py)."""

@@ -1,0 +1,204 @@
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from movierec.bundle import current_version, load_bundle
+from movierec.server.app import ServerConfig, start
+from movierec.server.v1 import recommender_pb2 as pb
+from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+
+class LiveServer:
+    """A real server on a loopback port, run by an event loop in a background thread."""
+
+    def __init__(self, config: ServerConfig):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.running = asyncio.run_coroutine_threadsafe(start(config), self.loop).result(timeout=120)
+        self.target = f"127.0.0.1:{self.running.port}"
+
+    def stop(self, grace: float = 2.0):
+        asyncio.run_coroutine_threadsafe(self.running.stop(grace), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_root(bundle_root, tmp_path_factory):
+    """A bundle root with a second version to switch to."""
+    root = tmp_path_factory.mktemp("served") / "bundles"
+    shutil.copytree(bundle_root, root, symlinks=True)
+    first = current_version(root)
+    second = root / "v99999999-000000-second"
+    shutil.copytree(first, second)
+    manifest = json.loads((second / "manifest.json").read_text())
+    manifest["version"] = second.name
+    (second / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(server_root):
+    live = LiveServer(ServerConfig(bundles=server_root, address="127.0.0.1:0", watch_interval=0.5))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.target) as channel:
+        yield pb_grpc.RecommenderStub(channel)
+
+
+@pytest.fixture(scope="module")
+def bundle(server_root):
+    return load_bundle(server_root)
+
+
+def raw_history(bundle, raw_user):
+    return set(bundle.item_raw_ids()[bundle.recaller.history(bundle.user_id(raw_user))].tolist())
+
+
+@pytest.mark.parametrize("n,sizes", [(1, (0, 0, 1)), (3, (1, 1, 1)), (10, (2, 3, 5)), (37, (7, 11, 19))])
+def test_quotas_hold_without_duplicates_or_seen_items(stub, bundle, n, sizes):
+    for user in (1, 42, 500):
+        response = stub.Recommend(pb.RecommendRequest(user_id=user, n=n), timeout=10)
+        assert response.known_user
+        ids = [item.item_id for item in response.items]
+        assert len(ids) == n and len(set(ids)) == n
+        assert not set(ids) & raw_history(bundle, user)
+        slots = [item.slot for item in response.items]
+        assert (slots.count(pb.SLOT_POPULAR), slots.count(pb.SLOT_NEW), slots.count(pb.SLOT_PERSONALIZED)) == sizes
+        assert all(item.title for item in response.items)
+        assert response.timings.total_ms > 0
+
+
+def test_new_and_unknown_users_are_answered(stub):
+    for request in (pb.RecommendRequest(n=10), pb.RecommendRequest(user_id=987654, n=10),
+                    pb.RecommendRequest(n=10, side_features=pb.SideFeatures(gender=pb.GENDER_FEMALE, age=30,
+                                                                            occupation="writer"))):
+        response = stub.Recommend(request, timeout=10)
+        assert not response.known_user and len(response.items) == 10
+        assert len({item.item_id for item in response.items}) == 10
+    plain = stub.Recommend(pb.RecommendRequest(n=10), timeout=10)
+    demographic = stub.Recommend(pb.RecommendRequest(n=10, side_features=pb.SideFeatures(
+        gender=pb.GENDER_FEMALE, age=60)), timeout=10)
+    personalized = lambda r: [i.item_id for i in r.items if i.slot == pb.SLOT_PERSONALIZED]
+    assert personalized(plain) != personalized(demographic)
+
+
+def test_recent_items_change_the_personalized_slot_and_are_not_returned(stub):
+    before = stub.Recommend(pb.RecommendRequest(user_id=7, n=10), timeout=10)
+    recent = [1, 50, 181, 99999]
+    after = stub.Recommend(pb.RecommendRequest(user_id=7, n=10, recent_item_ids=recent, explain=True), timeout=10)
+    personalized = lambda r: [i.item_id for i in r.items if i.slot == pb.SLOT_PERSONALIZED]
+    assert personalized(before) != personalized(after)
+    assert not {i.item_id for i in after.items} & set(recent)
+    assert list(after.ignored_item_ids) == [99999]
+    assert all(i.channels for i in after.items if i.slot == pb.SLOT_PERSONALIZED)
+    assert all(0 < i.rank_score < 1 for i in after.items if i.slot == pb.SLOT_PERSONALIZED)
+    cold = stub.Recommend(pb.RecommendRequest(n=10, recent_item_ids=[1, 50, 181]), timeout=10)
+    assert not cold.known_user and not {i.item_id for i in cold.items} & {1, 50, 181}
+
+
+def test_exclusions_filters_and_quota_override(stub, bundle):
+    response = stub.Recommend(pb.RecommendRequest(user_id=3, n=20, exclude_item_ids=[50, 100],
+                                                  filters=pb.Filters(include_genres=["Comedy"], min_year=1990)),
+                              timeout=10)
+    items = bundle.items.set_index("raw_id")
+    assert len(response.items) == 20
+    for item in response.items:
+        assert item.item_id not in (50, 100)
+        assert "Comedy" in items.loc[item.item_id, "genres"] and items.loc[item.item_id, "year"] >= 1990
+    only_new = stub.Recommend(pb.RecommendRequest(user_id=3, n=5, quotas=pb.Quotas(new=1)), timeout=10)
+    assert [i.slot for i in only_new.items] == [pb.SLOT_NEW] * 5
+
+
+@pytest.mark.parametrize("request_kwargs,message", [
+    (dict(n=201), "n must be between"),
+    (dict(filters=pb.Filters(include_genres=["Space Opera"])), "unknown genre"),
+    (dict(filters=pb.Filters(min_year=2000, max_year=1990)), "after max_year"),
+    (dict(quotas=pb.Quotas()), "quota shares"),
+    (dict(recent_item_ids=list(range(1, 1002))), "at most 1000"),
+])
+def test_bad_requests_are_invalid_argument(stub, request_kwargs, message):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Recommend(pb.RecommendRequest(**request_kwargs), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()
+
+
+def test_health_is_serving_and_reflection_lists_the_service(server):
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "movierec.v1.Recommender"):
+            assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                                    timeout=5)
+        names = {s.name for r in responses for s in r.list_services_response.service}
+        assert {"movierec.v1.Recommender", "grpc.health.v1.Health"} <= names
+
+
+def test_reload_switches_version_with_no_failed_call(server, stub, server_root):
+    first = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5)
+    assert first.items == 1682 and first.users == 943 and first.index == "flat"
+    failures, versions, stop = [], set(), threading.Event()
+
+    def load():
+        with grpc.insecure_channel(server.target) as channel:
+            client = pb_grpc.RecommenderStub(channel)
+            while not stop.is_set():
+                try:
+                    versions.add(client.Recommend(pb.RecommendRequest(user_id=5, n=10), timeout=10).bundle_version)
+                except grpc.RpcError as exc:
+                    failures.append(exc.code())
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    switched = stub.ReloadBundle(pb.ReloadBundleRequest(version="v99999999-000000-second"), timeout=60)
+    assert switched.version == "v99999999-000000-second"
+    time.sleep(0.5)
+    # the watcher follows `current` when it moves
+    tmp = server_root / ".current.test"
+    os.symlink(first.version, tmp)
+    os.replace(tmp, server_root / "current")
+    deadline = time.time() + 30
+    while stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5).version != first.version:
+        assert time.time() < deadline, "watcher did not follow `current`"
+        time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert versions == {first.version, "v99999999-000000-second"}
+
+
+def test_reload_cannot_leave_the_bundle_root(stub):
+    for version in ("../../etc", "/tmp", "v1/../../x"):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ReloadBundle(pb.ReloadBundleRequest(version=version), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ReloadBundle(pb.ReloadBundleRequest(version="v00000000-missing"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_generated_stubs_are_not_stale():
+    result = subprocess.run([sys.executable, "-m", "movierec.server.codegen", "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
