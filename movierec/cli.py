@@ -605,14 +605,22 @@ def eval_command(
 @handles_errors
 def quickstart(
     source: str = typer.Option("ml-100k", help="Release to start from (see `movierec data --source`)."),
-    epochs: int = typer.Option(40, help="Training epochs."),
+    sasrec_epochs: int = typer.Option(30, help="SASRec training epochs."),
+    ncf_epochs: int = typer.Option(5, help="NCF training epochs."),
+    address: str = typer.Option("127.0.0.1:50051", help="Where to serve."),
+    metrics_port: int = typer.Option(9100, help="Prometheus metrics port (0 = off)."),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Stop after building the bundle."),
 ):
-    """The main job on the embedded default: ML-100K -> normalise -> train SASRec -> evaluate."""
+    """The main job on the embedded default: ML-100K -> normalise -> train SASRec and NCF ->
+    build a bundle -> serve it over gRPC (Ctrl-C stops)."""
     data_dir = prepare_data(source, None, strict=False)
-    train_sasrec_command(data_dir=data_dir, run_dir=None, loss="ce", epochs=epochs, maxlen=200,
-                         hidden=50, blocks=2, heads=1, dropout=0.2, lr=1e-3, batch_size=128,
-                         num_negatives=256, eval_every=5, patience=10, monitor="full.NDCG@10",
-                         seed=42, resume=False)
+    build(data_dir=data_dir, sasrec_run=None, ncf_run=None, bundles=WORKDIR / "bundles", train=True,
+          sasrec_epochs=sasrec_epochs, ncf_epochs=ncf_epochs, posters=None, index="flat", keep=3,
+          hold_out_last=False, popular_half_life_days=0.0)
+    if no_serve:
+        return
+    serve(bundles=WORKDIR / "bundles", address=address, metrics_port=metrics_port, watch_interval=2.0,
+          grace=10.0, popular=0.2, new=0.3, personalized=0.5)
 
 
 if __name__ == "__main__":
