@@ -62,8 +62,8 @@ def main() -> None:
     started = time.perf_counter()
     recaller = bundle.recaller
     for user, target in zip(users, targets):
-        blocked = recaller.history(user)
-        results = recaller.channels(user, np.zeros(0, dtype=np.int64), blocked, {c: max(KS) for c in CHANNELS})
+        blocked = recaller.blocked(user)
+        results = recaller.channels(user, np.zeros(0, dtype=np.int64), ~blocked, {c: max(KS) for c in CHANNELS})
         for result in results:
             position = np.flatnonzero(result.items == target)
             for k in KS:

@@ -51,7 +51,7 @@ def handles_errors(command):
         try:
             return command(*args, **kwargs)
         except (CLIError, DataError, CheckpointError, PosterError, BundleError, IndexFileError,
-                ValueError, OSError) as exc:
+                ValueError, OSError, RuntimeError, TimeoutError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -575,6 +575,100 @@ def recommend(
                   f"total {t.total_ms:.2f} ms")
     if response.ignored_item_ids:
         err_console.print(f"[yellow]unknown movie ids ignored: {list(response.ignored_item_ids)}[/]")
+
+
+@app.command("bench")
+@handles_errors
+def bench_command(
+    target: Optional[str] = typer.Option(None, help="host:port of a running `movierec serve`."),
+    spawn: bool = typer.Option(False, "--spawn", help="Start a server on --bundles for the run, and stop it after."),
+    bundles: Path = typer.Option(WORKDIR / "bundles", help="Bundle root: the request mix draws users and movies from its current bundle."),
+    concurrency: int = typer.Option(8, help="Closed loop: calls in flight (over all client processes)."),
+    rate: float = typer.Option(0.0, help="Open loop: calls per second (0 = closed loop at --concurrency)."),
+    duration: float = typer.Option(10.0, help="Seconds measured."),
+    warmup: float = typer.Option(2.0, help="Seconds of load before measuring."),
+    processes: int = typer.Option(2, help="Client processes generating the load."),
+    new_users: float = typer.Option(0.1, help="Share of requests from new users (side features only)."),
+    with_recent: float = typer.Option(0.1, help="Share of requests from known users with 3 recent items."),
+    n: int = typer.Option(10, help="Items per request."),
+    floor: bool = typer.Option(True, help="Also run the same load against the health check (the gRPC floor)."),
+    in_process_requests: int = typer.Option(2000, help="Requests for the in-process recall/rank/blend timing (0 = skip)."),
+    out: Path = typer.Option(WORKDIR / "bench", help="Where to write bench.json and latency.png."),
+):
+    """Latency benchmark: percentiles, throughput, errors, server stages, the gRPC floor, in-process timings."""
+    import pandas as pd
+
+    from movierec import loadtest
+    from movierec.bundle import current_version
+
+    mix = loadtest.Mix(new_users=new_users, with_recent=with_recent, n=n)
+    mix.validate()
+    if (target is None) == (not spawn):
+        raise CLIError("give exactly one of --target HOST:PORT or --spawn")
+    if concurrency < 1 or processes < 1 or duration <= 0 or warmup < 0 or rate < 0:
+        raise CLIError("--concurrency and --processes must be >= 1, --duration > 0, --warmup and --rate >= 0")
+    bundle_path = current_version(bundles)
+    if bundle_path is None or not bundle_path.is_dir():
+        raise CLIError(f"{bundles} has no current bundle; run `movierec build`")
+    users = pd.read_parquet(bundle_path / "users.parquet").raw_id.to_numpy().tolist()
+    items = pd.read_parquet(bundle_path / "items.parquet").raw_id.to_numpy().tolist()
+    out.mkdir(parents=True, exist_ok=True)
+    server = None
+    if spawn:
+        console.print(f"starting a server on {bundle_path.name} ...")
+        server, target = loadtest.spawn_server(bundles, out / "server.log")
+    report = {"target": target, "bundle": bundle_path.name, "mix": vars(mix), "machine": loadtest.machine(),
+              "date": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+              "load": {"concurrency": concurrency if not rate else None, "rate": rate or None,
+                       "duration": duration, "warmup": warmup, "processes": processes}}
+    try:
+        spec = loadtest.LoadSpec(target=target, duration=duration, warmup=warmup, concurrency=concurrency,
+                                 rate=rate, processes=processes, mix=mix, users=users, items=items)
+        mode = f"open loop {rate:g}/s" if rate else f"closed loop, {concurrency} in flight"
+        console.print(f"Recommend: {mode}, {duration:g}s after {warmup:g}s warm-up, {processes} client processes")
+        report["recommend"], latencies = loadtest.run_load(spec)
+        floor_latencies = np.zeros(0)
+        if floor:
+            console.print("floor: the same load against grpc.health.v1.Health/Check")
+            report["floor"], floor_latencies = loadtest.run_load(spec, floor=True)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    if in_process_requests:
+        console.print(f"in-process: {in_process_requests} requests through recall, rank and blend")
+        report["in_process"] = loadtest.in_process(bundle_path, mix, in_process_requests)
+
+    table = Table(title=f"latency (ms), {mode}")
+    columns = ["p50", "p90", "p95", "p99", "p99.9", "max"]
+    table.add_column("call")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_column("req/s", justify="right")
+    table.add_column("errors", justify="right")
+    rows = [("Recommend", report["recommend"])] + ([("health (floor)", report["floor"])] if floor else [])
+    for name, summary in rows:
+        if not summary["count"]:
+            table.add_row(name, *["-"] * len(columns), "0", str(summary["errors"]))
+            continue
+        table.add_row(name, *[f"{summary[f'{c}_ms']:.2f}" for c in columns],
+                      f"{summary['throughput']:.0f}", str(summary["errors"]) + (f" {summary['codes']}" if summary["errors"] else ""))
+    console.print(table)
+    if floor and report["floor"]["count"] and report["recommend"]["count"]:
+        report["p50_ratio_to_floor"] = report["recommend"]["p50_ms"] / report["floor"]["p50_ms"]
+        console.print(f"Recommend p50 / floor p50 = {report['p50_ratio_to_floor']:.2f}")
+    stages = report["recommend"].get("server_stages_ms")
+    if stages:
+        console.print("server stages (ms, p50 / p99): " + ", ".join(
+            f"{k} {v['p50']:.3f} / {v['p99']:.3f}" for k, v in stages.items()))
+    console.print(f"client CPU: {report['recommend']['client_cpu_share_of_a_core']:.0%} of a core over {processes} processes")
+    if "in_process" in report:
+        ip = report["in_process"]
+        console.print(f"in-process (µs, p50 / p99), ~{ip['mean_candidates_known_users']:.0f} candidates: " + ", ".join(
+            f"{k} {v['p50']:.0f} / {v['p99']:.0f}" for k, v in ip["stages_us"].items()))
+    loadtest.write_json(out / "bench.json", report)
+    loadtest.plot(latencies, floor_latencies, out / "latency.png", f"movierec bench: {mode}, bundle {bundle_path.name}")
+    console.print(f"wrote {out / 'bench.json'} and {out / 'latency.png'}")
 
 
 @app.command("eval")

@@ -49,12 +49,11 @@ class Merged:
         return [name for name in CHANNELS if self.channel_mask[row] & CHANNEL_BIT[name]]
 
 
-def search_excluding(index: ItemIndex, query: np.ndarray, k: int, exclude: np.ndarray, channel: str) -> Candidates:
-    """Top-k items for `query`, asking for enough extra to make up for excluded ones."""
-    scores, ids = index.search(query[None, :], k + len(exclude))
-    scores, ids = scores[0], ids[0]
-    keep = (ids > 0) & ~np.isin(ids, exclude)
-    return Candidates(channel, ids[keep][:k].astype(np.int64), scores[keep][:k].astype(np.float32))
+def search(index: ItemIndex, query: np.ndarray, k: int, allowed: np.ndarray, channel: str) -> Candidates:
+    """Top-k allowed items for `query`."""
+    scores, ids = index.search(query[None, :], k, allowed)
+    keep = ids[0] > 0
+    return Candidates(channel, ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32))
 
 
 def item2item_neighbours(sequences_indptr: np.ndarray, sequences_items: np.ndarray, num_items: int,
@@ -82,7 +81,7 @@ def item2item_neighbours(sequences_indptr: np.ndarray, sequences_items: np.ndarr
 
 
 def item2item(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, seeds: np.ndarray, k: int,
-              exclude: np.ndarray) -> Candidates:
+              allowed: np.ndarray) -> Candidates:
     """Neighbours of the last few seed items, more recent seeds weighing more."""
     seeds = seeds[seeds > 0][-ITEM2ITEM_SEEDS:]
     if len(seeds) == 0:
@@ -91,10 +90,9 @@ def item2item(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, seeds: np
     ids = neighbour_ids[seeds].ravel()
     scores = (neighbour_scores[seeds] * weights[:, None]).ravel()
     totals = np.bincount(ids, weights=scores, minlength=len(neighbour_ids)).astype(np.float32)
-    totals[0] = 0.0
-    totals[exclude] = 0.0
-    top = np.argsort(-totals, kind="stable")[:k]
-    top = top[totals[top] > 0]
+    totals[~allowed] = 0.0
+    candidates = np.flatnonzero(totals > 0)
+    top = candidates[np.argsort(-totals[candidates], kind="stable")[:k]]
     return Candidates("item2item", top.astype(np.int64), totals[top])
 
 
@@ -111,26 +109,36 @@ def mean_poster_query(poster_vectors: np.ndarray, has_poster: np.ndarray, items:
     return query / norm if norm > 0 else None
 
 
-def merge(results: list[Candidates], quotas: dict[str, int], exclude: np.ndarray) -> Merged:
-    """Fill each channel's quota in turn from its own list, skipping excluded and taken items;
-    what a channel that ran dry left unfilled goes to the others' next candidates, in order."""
-    taken = np.zeros(0, dtype=np.int64)
-    primary = []
+def merge(results: list[Candidates], quotas: dict[str, int], blocked: np.ndarray) -> Merged:
+    """Fill each channel's quota in turn from its own list, skipping blocked and taken items;
+    what a channel that ran dry left unfilled goes to the others' next candidates, in order.
+    `blocked` is a boolean mask over item ids (seen, recent, excluded)."""
+    unavailable = blocked.copy()
+    taken, primary = [], []
+    cursor = [0] * len(results)
 
-    def take(result: Candidates, count: int) -> None:
-        nonlocal taken
-        fresh = result.items[~np.isin(result.items, exclude) & ~np.isin(result.items, taken)]
-        _, first = np.unique(fresh, return_index=True)
-        fresh = fresh[np.sort(first)][:max(count, 0)]
-        taken = np.concatenate([taken, fresh])
-        primary.extend([CHANNELS.index(result.channel)] * len(fresh))
+    def take(position: int, count: int) -> int:
+        result = results[position]
+        rest = result.items[cursor[position]:]
+        fresh = np.flatnonzero(~unavailable[rest])[:max(count, 0)]
+        if len(fresh):
+            cursor[position] += int(fresh[-1]) + 1
+            chosen = rest[fresh]
+            unavailable[chosen] = True
+            taken.append(chosen)
+            primary.append(np.full(len(chosen), CHANNELS.index(result.channel)))
+        return len(fresh)
 
+    short = 0
+    for position, result in enumerate(results):
+        quota = quotas.get(result.channel, 0)
+        short += quota - take(position, quota)
+    for position in range(len(results)):
+        if short <= 0:
+            break
+        short -= take(position, short)
+    items = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
+    bits = np.zeros(len(blocked), dtype=np.int64)
     for result in results:
-        take(result, quotas.get(result.channel, 0))
-    total = sum(quotas.get(result.channel, 0) for result in results)
-    for result in results:
-        take(result, total - len(taken))
-    mask = np.zeros(len(taken), dtype=np.int64)
-    for result in results:
-        mask[np.isin(taken, result.items)] |= CHANNEL_BIT[result.channel]
-    return Merged(taken, mask, np.array(primary, dtype=np.int64))
+        bits[result.items] |= CHANNEL_BIT[result.channel]
+    return Merged(items, bits[items], np.concatenate(primary) if primary else np.zeros(0, dtype=np.int64))

@@ -50,6 +50,14 @@ class IndexSpec:
         return ",".join([self.kind] + [f"{k}={v}" for k, v in sorted(self.params.items())])
 
 
+def set_search_threads(threads: int) -> None:
+    """Threads FAISS uses per search. One is fastest for the single queries of a server:
+    OpenMP's start-up for a search over a few thousand items costs more than the search."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+
+
 def _to_gpu(index):
     import faiss
 
@@ -98,12 +106,27 @@ class ItemIndex:
         index.add_with_ids(vectors, np.ascontiguousarray(item_ids, dtype=np.int64))
         return cls(index, device)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, item ids), each (len(queries), k); missing slots have id -1."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, item ids), each (len(queries), k); missing slots have id -1.
+
+        `allowed`, a boolean mask over item ids, restricts the search inside FAISS (an
+        IDSelectorBitmap), so excluded items cost nothing and need no over-fetching."""
+        import faiss
+
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, self.size))
-        scores, ids = self.index.search(queries, k)
-        return scores, ids
+        if allowed is None:
+            return self.index.search(queries, k)
+        bits = np.packbits(allowed, bitorder="little")  # must outlive the search
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        base = faiss.downcast_index(self.index.index) if self.device == "cpu" else None
+        if isinstance(base, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
+        elif isinstance(base, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=base.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self.index.search(queries, k, params=params)
 
     def save(self, path: str | Path) -> None:
         import faiss

@@ -8,7 +8,7 @@ import numpy as np
 
 from movierec.dataset.sequences import Sequences
 
-from .channels import Candidates, Merged, item2item, mean_poster_query, merge, search_excluding
+from .channels import Candidates, Merged, item2item, mean_poster_query, merge, search
 from .index import ItemIndex
 
 DEFAULT_QUOTAS = {"sasrec": 200, "ncf": 50, "poster": 20, "item2item": 30}
@@ -40,35 +40,44 @@ class Recaller:
             return self.sasrec_users[user] if user > 0 else None
         return self.sasrec_model.user_vectors([np.concatenate([self.history(user), recent])])[0]
 
-    def channels(self, user: int, recent: np.ndarray, exclude: np.ndarray,
+    def channels(self, user: int, recent: np.ndarray, allowed: np.ndarray,
                  quotas: dict[str, int]) -> list[Candidates]:
-        """Each channel's list, twice its quota long so the merger can still fill the quota
-        after dropping what an earlier channel took."""
+        """Each channel's list of allowed items, twice its quota long so the merger can still
+        fill the quota after dropping what an earlier channel took."""
         quotas = {name: OVERFETCH * quota for name, quota in quotas.items()}
         history = self.history(user)
         sequence = np.concatenate([history, recent])
         results = []
         query = self.sasrec_query(user, recent)
         if query is not None and quotas.get("sasrec"):
-            results.append(search_excluding(self.sasrec_index, query, quotas["sasrec"], exclude, "sasrec"))
+            results.append(search(self.sasrec_index, query, quotas["sasrec"], allowed, "sasrec"))
         if user > 0 and quotas.get("ncf"):
-            results.append(search_excluding(self.ncf_index, self.ncf_users[user], quotas["ncf"], exclude, "ncf"))
+            results.append(search(self.ncf_index, self.ncf_users[user], quotas["ncf"], allowed, "ncf"))
         if self.poster_index is not None and quotas.get("poster"):
             ratings = np.concatenate([self.seen_ratings[self.seen.indptr[user]:self.seen.indptr[user + 1]]
                                       if user > 0 else np.zeros(0), np.full(len(recent), 5)])
             poster_query = mean_poster_query(self.posters, self.has_poster, sequence, ratings)
             if poster_query is not None:
-                results.append(search_excluding(self.poster_index, poster_query, quotas["poster"], exclude, "poster"))
+                results.append(search(self.poster_index, poster_query, quotas["poster"], allowed, "poster"))
         if quotas.get("item2item"):
-            results.append(item2item(self.neighbour_ids, self.neighbour_scores, sequence, quotas["item2item"], exclude))
+            results.append(item2item(self.neighbour_ids, self.neighbour_scores, sequence, quotas["item2item"], allowed))
         return results
+
+    def blocked(self, user: int, *item_lists: np.ndarray) -> np.ndarray:
+        """Mask over item ids of what must not come back: padding, the history, the given lists."""
+        mask = np.zeros(len(self.has_poster), dtype=bool)
+        mask[0] = True
+        mask[self.history(user)] = True
+        for items in item_lists:
+            mask[items] = True
+        return mask
 
     def recall(self, user: int, recent: np.ndarray | None = None, exclude: np.ndarray | None = None,
                quotas: dict[str, int] | None = None) -> tuple[Merged, list[Candidates]]:
         """Merged candidates for `user` (0 = unknown); seen, recent and excluded items never come out."""
         recent = np.asarray(recent if recent is not None else [], dtype=np.int64)
-        blocked = np.concatenate([self.history(user), recent,
-                                  np.asarray(exclude if exclude is not None else [], dtype=np.int64)])
+        exclude = np.asarray(exclude if exclude is not None else [], dtype=np.int64)
+        blocked = self.blocked(user, recent, exclude)
         quotas = quotas or self.quotas
-        results = self.channels(user, recent, blocked, quotas)
+        results = self.channels(user, recent, ~blocked, quotas)
         return merge(results, quotas, blocked), results

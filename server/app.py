@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from movierec.bundle import BundleError, current_version, load_bundle
+from movierec.recall.index import set_search_threads
 from movierec.server.pipeline import MAX_LIST, MAX_N, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
@@ -224,6 +225,7 @@ class RunningServer:
 
 
 async def start(config: ServerConfig) -> RunningServer:
+    set_search_threads(1)
     metrics = Metrics()
     holder = BundleHolder(config.bundles, metrics, config.shares)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -26,7 +26,7 @@ def test_bundle_loads_and_verifies(bundle_root, ml100k_dataset):
     manifest = bundle.manifest
     assert bundle.path == current_version(bundle_root)
     assert manifest["counts"] == {"users": 943, "items": 1682, "interactions": 100000, "items_with_poster": 841}
-    assert manifest["dims"] == {"sasrec": 16, "ncf_gmf": 32, "poster": 12}
+    assert manifest["dims"] == {"sasrec": 16, "ncf_gmf": 32, "poster": 12, "poster_channel": 12}
     assert manifest["index"] == {"spec": "flat", "device": "cpu"}
     files = {p.name for p in bundle.path.iterdir()} - {"manifest.json"}
     assert set(manifest["checksums"]) == files

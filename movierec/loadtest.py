@@ -1,0 +1,303 @@
+"""`movierec bench`: latency and throughput of a Recommend server, against a gRPC floor.
+
+Closed loop (`concurrency` calls in flight) or open loop (`rate` calls per second, latency
+measured from each call's scheduled start, so a slow server cannot hide its queueing). The
+load comes from several client processes so that the client is not the bottleneck; their CPU
+use is reported. The same load against the health check (a no-op RPC on the same server) gives
+the floor. `in_process` times recall, rank and blend with no network at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from queue import Empty
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99, 99.9)
+
+
+@dataclass
+class Mix:
+    """Shares of the request mix; the rest are known users with no recent items."""
+
+    new_users: float = 0.1
+    with_recent: float = 0.1
+    n: int = 10
+
+    def validate(self) -> None:
+        if not (0 <= self.new_users <= 1 and 0 <= self.with_recent <= 1 and self.new_users + self.with_recent <= 1):
+            raise ValueError("--new-users and --with-recent must be shares in [0, 1] summing to at most 1")
+        if not 1 <= self.n <= 200:
+            raise ValueError("--n must be between 1 and 200")
+
+
+@dataclass
+class LoadSpec:
+    target: str
+    duration: float = 10.0
+    warmup: float = 2.0
+    concurrency: int = 8          # closed loop: calls in flight, over all client processes
+    rate: float = 0.0             # open loop: calls per second (0 = closed loop)
+    processes: int = 2
+    mix: Mix = field(default_factory=Mix)
+    users: list = field(default_factory=list)   # raw ids of known users
+    items: list = field(default_factory=list)   # raw movie ids for recent items
+    seed: int = 0
+
+
+def _requests(spec: LoadSpec, worker: int, count: int):
+    from movierec.server.v1 import recommender_pb2 as pb
+
+    rng = np.random.default_rng([spec.seed, worker])
+    kinds = rng.random(count)
+    out = []
+    for kind in kinds:
+        if kind < spec.mix.new_users:
+            request = pb.RecommendRequest(n=spec.mix.n, side_features=pb.SideFeatures(
+                gender=int(rng.integers(1, 3)), age=int(rng.integers(15, 70))))
+        else:
+            request = pb.RecommendRequest(user_id=int(rng.choice(spec.users)), n=spec.mix.n)
+            if kind < spec.mix.new_users + spec.mix.with_recent:
+                request.recent_item_ids.extend(int(i) for i in rng.choice(spec.items, 3, replace=False))
+        out.append(request)
+    return out
+
+
+async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+    share = 1.0 / spec.processes
+    requests = _requests(spec, worker, 4096)
+    latencies, codes, stages, starts = [], {}, [], []
+    async with grpc.aio.insecure_channel(spec.target) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest()
+        begin = time.perf_counter()
+        measure_from = begin + spec.warmup
+        end = measure_from + spec.duration
+        counter = 0
+
+        async def call(scheduled: float) -> None:
+            nonlocal counter
+            request = requests[counter % len(requests)]
+            counter += 1
+            response = None
+            try:
+                if floor:
+                    await health.Check(check, timeout=5)
+                else:
+                    response = await stub.Recommend(request, timeout=5)
+                code = "OK"
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
+            done = time.perf_counter()
+            if scheduled >= measure_from and done <= end + 5:
+                latencies.append(done - scheduled)
+                starts.append(scheduled)
+                codes[code] = codes.get(code, 0) + 1
+                if response is not None and not floor:
+                    t = response.timings
+                    stages.append((t.recall_ms, t.rank_ms, t.blend_ms, t.total_ms))
+
+        if spec.rate > 0:
+            interval = 1.0 / (spec.rate * share)
+            tasks = set()
+            next_at = begin
+            while next_at < end:
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(call(next_at))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                next_at += interval
+            await asyncio.gather(*tasks)
+        else:
+            inflight = max(1, round(spec.concurrency * share))
+
+            async def loop() -> None:
+                while time.perf_counter() < end:
+                    await call(time.perf_counter())
+
+            await asyncio.gather(*(loop() for _ in range(inflight)))
+    return {"latencies": latencies, "codes": codes, "stages": stages}
+
+
+def _worker(spec: LoadSpec, worker: int, floor: bool, queue) -> None:
+    started = time.process_time()
+    result = asyncio.run(_drive(spec, worker, floor))
+    result["cpu_seconds"] = time.process_time() - started
+    queue.put(result)
+
+
+def summarise(latencies: np.ndarray, duration: float) -> dict:
+    if len(latencies) == 0:
+        return {"count": 0, "throughput": 0.0}
+    ms = latencies * 1000
+    out = {"count": int(len(ms)), "throughput": len(ms) / duration, "mean_ms": float(ms.mean()),
+           "max_ms": float(ms.max())}
+    out.update({f"p{p:g}_ms": float(np.percentile(ms, p)) for p in PERCENTILES})
+    return out
+
+
+def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
+    """Drive the load from `spec.processes` client processes and merge what they measured."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(spec, w, floor, queue)) for w in range(spec.processes)]
+    for process in workers:
+        process.start()
+    results = []
+    deadline = time.time() + spec.warmup + spec.duration + 120
+    while len(results) < len(workers):
+        try:
+            results.append(queue.get(timeout=1))
+        except Empty:
+            crashed = [p.exitcode for p in workers if p.exitcode not in (None, 0)]
+            if crashed or time.time() > deadline:
+                for process in workers:
+                    process.kill()
+                raise RuntimeError(f"load generator failed (exit codes {crashed or 'timeout'})") from None
+    for process in workers:
+        process.join(timeout=30)
+    latencies = np.concatenate([np.asarray(r["latencies"]) for r in results]) if results else np.zeros(0)
+    codes: dict[str, int] = {}
+    for r in results:
+        for code, count in r["codes"].items():
+            codes[code] = codes.get(code, 0) + count
+    summary = summarise(latencies, spec.duration)
+    summary["codes"] = codes
+    summary["errors"] = sum(v for k, v in codes.items() if k != "OK")
+    cpu = sum(r["cpu_seconds"] for r in results)
+    summary["client_cpu_seconds"] = cpu
+    summary["client_cpu_share_of_a_core"] = cpu / (spec.warmup + spec.duration)
+    stages = np.array([s for r in results for s in r["stages"]], dtype=np.float64).reshape(-1, 4)
+    if len(stages):
+        summary["server_stages_ms"] = {name: {"p50": float(np.percentile(stages[:, j], 50)),
+                                              "p99": float(np.percentile(stages[:, j], 99))}
+                                       for j, name in enumerate(("recall", "rank", "blend", "total"))}
+    return summary, latencies
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_serving(target: str, timeout: float) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.time() + timeout
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.time() < deadline:
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"server at {target} did not become SERVING within {timeout:.0f}s")
+
+
+def spawn_server(bundles: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    log = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(bundles),
+                                "--address", target, "--metrics-port", "0", "--watch-interval", "0"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_serving(target, 180)
+    except TimeoutError:
+        process.terminate()
+        raise
+    return process, target
+
+
+def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dict:
+    """Recall, rank and blend timed in this process, no network: microseconds per request."""
+    from movierec.bundle import load_bundle
+    from movierec.recall.index import set_search_threads
+    from movierec.server.pipeline import Pipeline, RecommendInput
+
+    set_search_threads(1)
+    bundle = load_bundle(bundle_path)
+    pipeline = Pipeline(bundle)
+    rng = np.random.default_rng(seed)
+    users = bundle.users.raw_id.to_numpy()
+    items = bundle.items.raw_id.to_numpy()
+    inputs = []
+    for kind in rng.random(requests):
+        if kind < mix.new_users:
+            inputs.append(RecommendInput(n=mix.n, gender="MF"[int(rng.integers(2))], age=int(rng.integers(15, 70))))
+        elif kind < mix.new_users + mix.with_recent:
+            inputs.append(RecommendInput(user_id=int(rng.choice(users)), n=mix.n,
+                                         recent=rng.choice(items, 3, replace=False).tolist()))
+        else:
+            inputs.append(RecommendInput(user_id=int(rng.choice(users)), n=mix.n))
+    for request in inputs[:50]:
+        pipeline.recommend(request)
+    timings = np.array([[t["recall"], t["rank"], t["blend"], t["total"]]
+                        for t in (pipeline.recommend(r).timings_ms for r in inputs)])
+    candidates = [len(bundle.recaller.recall(bundle.user_id(int(u)))[0].items) for u in users[:50]]
+    return {
+        "requests": requests, "bundle": bundle.version, "mix": asdict(mix),
+        "mean_candidates_known_users": float(np.mean(candidates)),
+        "stages_us": {name: {f"p{p:g}": float(np.percentile(timings[:, j], p) * 1000) for p in (50, 90, 99)}
+                      for j, name in enumerate(("recall", "rank", "blend", "total"))},
+    }
+
+
+def plot(recommend: np.ndarray, floor: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_hist, ax_cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    for values, label, color in ((recommend, "Recommend", "tab:blue"), (floor, "health check (floor)", "tab:gray")):
+        if len(values) == 0:
+            continue
+        ms = np.sort(values * 1000)
+        ax_hist.hist(ms, bins=np.logspace(np.log10(max(ms.min(), 0.05)), np.log10(ms.max() + 1e-3), 60),
+                     alpha=0.6, label=label, color=color)
+        ax_cdf.plot(ms, np.arange(1, len(ms) + 1) / len(ms), label=label, color=color)
+    ax_hist.set_xscale("log")
+    ax_hist.set_xlabel("latency (ms)")
+    ax_hist.set_ylabel("calls")
+    ax_hist.legend()
+    ax_cdf.set_xscale("log")
+    ax_cdf.set_xlabel("latency (ms)")
+    ax_cdf.set_ylabel("fraction of calls")
+    ax_cdf.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": sys.platform,
+            "max_rss_mb_client": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2))
