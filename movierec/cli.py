@@ -332,7 +332,7 @@ def train_ncf_command(
 @handles_errors
 def posters_embed(
     images: Path = typer.Option(..., help="Directory of poster images named <MovieID>.jpg."),
-    weights: Path = typer.Option(..., help="ResNet50 weights file (.pdparams or .npz); nothing is downloaded."),
+    weights: Path = typer.Option(..., help="ResNet50 weights as .npz (parameter name -> array); nothing is downloaded."),
     out: Path = typer.Option(WORKDIR / "posters" / "resnet50.npz", help="Where to write the vectors (.npz)."),
     batch_size: int = typer.Option(32, help="Images per forward pass."),
 ):
@@ -484,6 +484,9 @@ def serve(
     popular: float = typer.Option(0.2, help="Share of the popular slot."),
     new: float = typer.Option(0.3, help="Share of the new slot."),
     personalized: float = typer.Option(0.5, help="Share of the personalized slot."),
+    tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate chain: serve TLS (with --tls-key)."),
+    tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert."),
+    tls_client_ca: Optional[Path] = typer.Option(None, help="PEM CA: require client certificates it signed (mutual TLS)."),
 ):
     """Serve Recommend over gRPC (health checking, reflection, metrics, hot reload)."""
     import asyncio
@@ -495,7 +498,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(bundles=bundles, address=address, metrics_port=metrics_port,
                           watch_interval=watch_interval, grace_seconds=grace,
-                          shares={"popular": popular, "new": new, "personalized": personalized})
+                          shares={"popular": popular, "new": new, "personalized": personalized},
+                          tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca)
 
     def ready(running):
         info = running.holder.served.pipeline.bundle
@@ -527,6 +531,9 @@ def recommend(
     explain: bool = typer.Option(False, help="Show recall channels and rank scores."),
     target: str = typer.Option("127.0.0.1:50051", help="host:port of a `movierec serve`."),
     timeout: float = typer.Option(10.0, help="Deadline in seconds."),
+    tls_ca: Optional[Path] = typer.Option(None, help="PEM CA that signed the server's certificate: connect with TLS."),
+    tls_cert: Optional[Path] = typer.Option(None, help="PEM client certificate, for a server that requires mutual TLS."),
+    tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert."),
 ):
     """Ask a running server for recommendations and print them as a table."""
     import grpc
@@ -550,7 +557,17 @@ def recommend(
         raise CLIError("--n must be positive")
     if any(i < 0 for i in list(request.recent_item_ids) + list(request.exclude_item_ids)):
         raise CLIError("movie ids must be positive")
-    with grpc.insecure_channel(target) as channel:
+    if tls_ca or tls_cert:
+        if bool(tls_cert) != bool(tls_key):
+            raise CLIError("--tls-cert and --tls-key go together")
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls_ca.read_bytes() if tls_ca else None,
+            private_key=tls_key.read_bytes() if tls_key else None,
+            certificate_chain=tls_cert.read_bytes() if tls_cert else None)
+        channel = grpc.secure_channel(target, credentials)
+    else:
+        channel = grpc.insecure_channel(target)
+    with channel:
         try:
             response = pb_grpc.RecommenderStub(channel).Recommend(request, timeout=timeout)
         except grpc.RpcError as exc:
@@ -714,7 +731,7 @@ def quickstart(
     if no_serve:
         return
     serve(bundles=WORKDIR / "bundles", address=address, metrics_port=metrics_port, watch_interval=2.0,
-          grace=10.0, popular=0.2, new=0.3, personalized=0.5)
+          grace=10.0, popular=0.2, new=0.3, personalized=0.5, tls_cert=None, tls_key=None, tls_client_ca=None)
 
 
 if __name__ == "__main__":

@@ -217,13 +217,16 @@ def wait_serving(target: str, timeout: float) -> None:
     raise TimeoutError(f"server at {target} did not become SERVING within {timeout:.0f}s")
 
 
-def spawn_server(bundles: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0,
+                 metrics_port: int = 0) -> tuple[subprocess.Popen, str]:
+    """`movierec serve` in a child process on a free loopback port, once it reports SERVING."""
     port = free_port()
     target = f"127.0.0.1:{port}"
-    log = open(log_path, "w")
-    process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(bundles),
-                                "--address", target, "--metrics-port", "0", "--watch-interval", "0"],
-                               stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(bundles),
+                                    "--address", target, "--metrics-port", str(metrics_port),
+                                    "--watch-interval", str(watch_interval)],
+                                   stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_serving(target, 180)
     except TimeoutError:

@@ -110,9 +110,8 @@ def preprocess(path: Path) -> np.ndarray:
 
 
 def resnet50_backbone(weights: str | Path):
-    """ResNet50 minus its classifier (2048-d pooled features) with weights from a local file
-    (`.pdparams` as Paddle publishes them, or `.npz`); never downloads."""
-    import paddle
+    """ResNet50 minus its classifier (2048-d pooled features) with weights from a local `.npz`
+    (parameter name -> array; nothing is downloaded and nothing is unpickled)."""
     from paddle.vision.models import resnet50
 
     from movierec.training import CheckpointError, load_model_weights
@@ -120,20 +119,15 @@ def resnet50_backbone(weights: str | Path):
     weights = Path(weights)
     if not weights.is_file():
         raise PosterError(f"ResNet50 weights file not found: {weights} (nothing is downloaded; "
-                          "pass the path of resnet50 .pdparams or .npz weights)")
+                          "pass the path of ResNet50 weights as .npz)")
+    if weights.suffix != ".npz":
+        raise PosterError(f"{weights}: weights must be an .npz of parameter arrays (pickle-based formats such "
+                          "as .pdparams are not read); see the README to convert them once")
     model = resnet50(pretrained=False, num_classes=0, with_pool=True)
-    if weights.suffix == ".npz":
-        try:
-            load_model_weights(model, weights)
-        except CheckpointError as exc:
-            raise PosterError(str(exc)) from exc
-    else:
-        state = paddle.load(str(weights))
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing = set(model.state_dict()) - set(state)
-        if missing:
-            raise PosterError(f"{weights}: not ResNet50 weights (missing {sorted(missing)[:3]})")
-        model.set_state_dict(state)
+    try:
+        load_model_weights(model, weights)
+    except CheckpointError as exc:
+        raise PosterError(str(exc)) from exc
     model.eval()
     return model
 

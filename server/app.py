@@ -159,6 +159,10 @@ class RecommenderService(pb_grpc.RecommenderServicer):
         served = self.holder.served
         if served is None:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            # The caller has given up already: do not spend the work.
+            await self._abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the work started")
         try:
             result = served.pipeline.recommend(to_input(request))
         except RequestError as exc:
@@ -208,6 +212,25 @@ class ServerConfig:
     watch_interval: float = 2.0     # 0 = no watching
     grace_seconds: float = 10.0
     shares: dict | None = None
+    tls_cert: Path | None = None    # PEM server certificate chain; with tls_key, serve TLS only
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
+
+
+def server_credentials(config: ServerConfig):
+    """TLS credentials, or None for plaintext; half a configuration is an error."""
+    if config.tls_client_ca and not config.tls_cert:
+        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if not config.tls_cert:
+        return None
+    for path in (config.tls_cert, config.tls_key, config.tls_client_ca):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"TLS file not found: {path}")
+    ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())],
+                                       root_certificates=ca, require_client_auth=ca is not None)
 
 
 class RunningServer:
@@ -238,7 +261,9 @@ async def start(config: ServerConfig) -> RunningServer:
                                          health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    port = server.add_insecure_port(config.address)
+    credentials = server_credentials(config)
+    port = (server.add_secure_port(config.address, credentials) if credentials
+            else server.add_insecure_port(config.address))
     if port == 0:
         raise OSError(f"cannot listen on {config.address}")
     await server.start()

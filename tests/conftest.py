@@ -93,3 +93,41 @@ def bundle_root(ml100k_dataset, trained_runs, tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     build_bundle(BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], root))
     return root
+
+
+def second_version(root: Path, name: str) -> Path:
+    """A copy of the current bundle under another version name (a valid bundle)."""
+    import json
+    import shutil
+
+    from movierec.bundle import current_version
+
+    target = root / name
+    shutil.copytree(current_version(root), target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["version"] = name
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+class LiveServer:
+    """A real server on a loopback port, run by an event loop in a background thread."""
+
+    def __init__(self, config):
+        import asyncio
+        import threading
+
+        from movierec.server.app import start
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.running = asyncio.run_coroutine_threadsafe(start(config), self.loop).result(timeout=120)
+        self.target = f"127.0.0.1:{self.running.port}"
+
+    def stop(self, grace: float = 2.0):
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.running.stop(grace), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)

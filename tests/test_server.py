@@ -1,4 +1,3 @@
-import asyncio
 import json
 import os
 import shutil
@@ -13,26 +12,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from conftest import LiveServer, second_version
 from movierec.bundle import current_version, load_bundle
-from movierec.server.app import ServerConfig, start
+from movierec.server.app import ServerConfig
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
-
-
-class LiveServer:
-    """A real server on a loopback port, run by an event loop in a background thread."""
-
-    def __init__(self, config: ServerConfig):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.running = asyncio.run_coroutine_threadsafe(start(config), self.loop).result(timeout=120)
-        self.target = f"127.0.0.1:{self.running.port}"
-
-    def stop(self, grace: float = 2.0):
-        asyncio.run_coroutine_threadsafe(self.running.stop(grace), self.loop).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +24,7 @@ def server_root(bundle_root, tmp_path_factory):
     """A bundle root with a second version to switch to."""
     root = tmp_path_factory.mktemp("served") / "bundles"
     shutil.copytree(bundle_root, root, symlinks=True)
-    first = current_version(root)
-    second = root / "v99999999-000000-second"
-    shutil.copytree(first, second)
-    manifest = json.loads((second / "manifest.json").read_text())
-    manifest["version"] = second.name
-    (second / "manifest.json").write_text(json.dumps(manifest))
+    second_version(root, "v99999999-000000-second")
     return root
 
 

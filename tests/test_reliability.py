@@ -1,0 +1,275 @@
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, LiveServer, second_version
+from movierec.bundle import current_version, load_bundle
+from movierec.loadtest import spawn_server
+from movierec.server.app import ServerConfig
+from movierec.server.v1 import recommender_pb2 as pb
+from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+OK_OR_INVALID = (grpc.StatusCode.INVALID_ARGUMENT,)
+
+
+@pytest.fixture(scope="module")
+def root(bundle_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reliability") / "bundles"
+    shutil.copytree(bundle_root, root, symlinks=True)
+    second_version(root, "v99999999-000000-second")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root):
+    live = LiveServer(ServerConfig(bundles=root, address="127.0.0.1:0", watch_interval=0))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.target) as channel:
+        yield pb_grpc.RecommenderStub(channel)
+
+
+ids = st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=12)
+requests = st.builds(
+    pb.RecommendRequest,
+    user_id=st.integers(min_value=0, max_value=2**64 - 1) | st.integers(1, 943),
+    n=st.integers(min_value=0, max_value=2**32 - 1) | st.integers(0, 250),
+    recent_item_ids=ids, exclude_item_ids=ids,
+    side_features=st.builds(pb.SideFeatures, gender=st.sampled_from([0, 1, 2]), age=st.integers(0, 2**32 - 1),
+                            occupation=st.text(max_size=20), zip_code=st.text(max_size=10)),
+    filters=st.builds(pb.Filters, include_genres=st.lists(st.sampled_from(["Comedy", "Drama", "Nope", ""]), max_size=3),
+                      exclude_genres=st.lists(st.sampled_from(["Horror", "War", "??"]), max_size=2),
+                      min_year=st.integers(0, 2**32 - 1) | st.integers(1900, 2000),
+                      max_year=st.integers(0, 2**32 - 1) | st.integers(1900, 2000)),
+    explain=st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request=requests)
+def test_fuzzed_requests_get_a_valid_reply_or_a_proper_status(stub, server, request):
+    try:
+        response = stub.Recommend(request, timeout=10)
+    except grpc.RpcError as exc:
+        assert exc.code() in OK_OR_INVALID, (exc.code(), exc.details())
+        assert "Traceback" not in (exc.details() or "")
+    else:
+        n = request.n or 10
+        assert len(response.items) <= n and len({i.item_id for i in response.items}) == len(response.items)
+        assert not {i.item_id for i in response.items} & set(request.exclude_item_ids)
+    with grpc.insecure_channel(server.target) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_expired_deadline_and_cancellation(stub):
+    started = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Recommend(pb.RecommendRequest(user_id=1, n=10, recent_item_ids=[1, 2, 3]), timeout=0.0001)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.perf_counter() - started < 1.0
+    future = stub.Recommend.future(pb.RecommendRequest(user_id=1, n=200, recent_item_ids=list(range(1, 300))),
+                                   timeout=10)
+    future.cancel()
+    assert future.cancelled() or future.code() in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED)
+    assert len(stub.Recommend(pb.RecommendRequest(user_id=1, n=10), timeout=10).items) == 10
+
+
+def test_corrupt_bundles_are_refused_under_load_and_the_old_one_kept(server, stub, root):
+    from bench.faults import Load, corrupt_copies
+
+    serving = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5).version
+    with Load(server.target, 4, [1, 2, 3, 4, 5]) as load:
+        time.sleep(0.3)
+        for name in corrupt_copies(root):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ReloadBundle(pb.ReloadBundleRequest(version=name), timeout=60)
+            assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "old one kept" in info.value.details()
+            shutil.rmtree(root / name)
+        assert stub.ReloadBundle(pb.ReloadBundleRequest(version="v99999999-000000-second"), timeout=60).version \
+            == "v99999999-000000-second"
+        time.sleep(0.3)
+        assert stub.ReloadBundle(pb.ReloadBundleRequest(version=serving), timeout=60).version == serving
+        time.sleep(0.3)
+    assert set(load.codes) == {"OK"} and load.codes["OK"] > 0
+    assert load.versions == {serving, "v99999999-000000-second"}
+    metrics = server.running.metrics.reloads
+    assert metrics.labels("failed")._value.get() == 2
+
+
+def test_kill_9_during_build_keeps_current_and_next_build_cleans_up(ml100k_dataset, trained_runs, root):
+    from bench.faults import killed_build
+    from movierec.bundle import BuildOptions, build_bundle
+
+    private = root.parent / "killed"
+    shutil.copytree(root, private, symlinks=True)
+    options = BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], private)
+    outcome = killed_build(options)
+    assert outcome["current_unchanged"]
+    load_bundle(private)
+    report = build_bundle(options)
+    assert report.manifest["cleaned_leftovers"] or outcome["left_tmp_dirs"] == 0
+    assert not list(private.glob(".tmp-*"))
+
+
+def test_graceful_shutdown_under_load_drains_in_flight_calls(root, tmp_path):
+    process, target = spawn_server(root, tmp_path / "server.log")
+    outcomes, stop = [], threading.Event()
+
+    def load():
+        with grpc.insecure_channel(target) as channel:
+            client = pb_grpc.RecommenderStub(channel)
+            while not stop.is_set():
+                begin = time.perf_counter()
+                try:
+                    client.Recommend(pb.RecommendRequest(user_id=2, n=50, recent_item_ids=[5, 6]), timeout=10)
+                    outcomes.append((begin, "OK"))
+                except grpc.RpcError as exc:
+                    outcomes.append((begin, exc.code().name))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    term_at = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    # every call that was in flight when SIGTERM came finished; calls that arrived later were
+    # refused (CANCELLED while the server drains, UNAVAILABLE once it is gone), never half-done
+    before = [code for begin, code in outcomes if begin < term_at - 0.05]
+    assert before and set(before) == {"OK"}
+    assert {code for _, code in outcomes} <= {"OK", "UNAVAILABLE", "CANCELLED"}
+
+
+def _certificates(tmp_path: Path) -> dict:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def make(name, issuer_key=None, issuer_name=None, ca=False, san=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        cert = builder.sign(issuer_key or key, hashes.SHA256())
+        return key, cert
+
+    ca_key, ca_cert = make("movierec test CA", ca=True)
+    import ipaddress
+    server_key, server_cert = make("localhost", ca_key, ca_cert.subject,
+                                   san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client_key, client_cert = make("client", ca_key, ca_cert.subject)
+    paths = {}
+    for name, obj in (("ca", ca_cert), ("server", server_cert), ("client", client_cert)):
+        paths[name] = tmp_path / f"{name}.pem"
+        paths[name].write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    for name, key in (("server_key", server_key), ("client_key", client_key)):
+        paths[name] = tmp_path / f"{name}.pem"
+        paths[name].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return paths
+
+
+def test_tls_and_mutual_tls(root, tmp_path):
+    certs = _certificates(tmp_path)
+    read = lambda key: certs[key].read_bytes()
+    request = pb.RecommendRequest(user_id=1, n=5)
+    options = (("grpc.ssl_target_name_override", "localhost"),)
+
+    live = LiveServer(ServerConfig(bundles=root, address="127.0.0.1:0", watch_interval=0,
+                                   tls_cert=certs["server"], tls_key=certs["server_key"]))
+    try:
+        with grpc.secure_channel(live.target, grpc.ssl_channel_credentials(read("ca")), options) as channel:
+            assert len(pb_grpc.RecommenderStub(channel).Recommend(request, timeout=10).items) == 5
+        with grpc.insecure_channel(live.target) as channel:
+            with pytest.raises(grpc.RpcError):
+                pb_grpc.RecommenderStub(channel).Recommend(request, timeout=5)
+    finally:
+        live.stop()
+
+    live = LiveServer(ServerConfig(bundles=root, address="127.0.0.1:0", watch_interval=0, tls_cert=certs["server"],
+                                   tls_key=certs["server_key"], tls_client_ca=certs["ca"]))
+    try:
+        with grpc.secure_channel(live.target, grpc.ssl_channel_credentials(read("ca")), options) as channel:
+            with pytest.raises(grpc.RpcError):
+                pb_grpc.RecommenderStub(channel).Recommend(request, timeout=5)
+        mutual = grpc.ssl_channel_credentials(read("ca"), read("client_key"), read("client"))
+        with grpc.secure_channel(live.target, mutual, options) as channel:
+            assert len(pb_grpc.RecommenderStub(channel).Recommend(request, timeout=10).items) == 5
+    finally:
+        live.stop()
+
+
+def test_half_a_tls_configuration_is_refused(root, tmp_path):
+    from movierec.server.app import server_credentials
+
+    with pytest.raises(ValueError, match="go together"):
+        server_credentials(ServerConfig(bundles=root, tls_cert=tmp_path / "c.pem"))
+    with pytest.raises(ValueError, match="needs --tls-cert"):
+        server_credentials(ServerConfig(bundles=root, tls_client_ca=tmp_path / "ca.pem"))
+
+
+def test_bundle_of_another_format_is_refused_by_the_cli(root, tmp_path):
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+
+    private = tmp_path / "b"
+    shutil.copytree(root, private, symlinks=True)
+    manifest_path = current_version(private) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["bundle_format"] = 99
+    manifest_path.write_text(json.dumps(manifest))
+    result = CliRunner().invoke(app, ["recall", "--bundles", str(private), "--user", "1"])
+    assert result.exit_code == 2 and "bundle format 99" in result.output
+
+
+def test_nothing_read_back_from_disk_is_unpickled():
+    import ast
+
+    sources = [p for folder in ("dataset", "recall", "rank", "blend", "server", "movierec", "bench")
+               for p in (REPO / folder).rglob("*.py") if "v1" not in p.parts]
+    np_loads = 0
+    for path in sources:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not {"pickle", "dill", "joblib"} & {n.split(".")[0] for n in names}, path
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+                owner = getattr(node.func.value, "id", "")
+                assert owner != "paddle", f"{path}: paddle.load unpickles"
+                if owner == "np":
+                    np_loads += 1
+                    flags = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                    assert flags.get("allow_pickle") is False, f"{path}:{node.lineno} np.load without allow_pickle=False"
+    assert np_loads >= 10
