@@ -23,6 +23,7 @@ from movierec.bundle import BuildOptions, build_bundle, load_bundle
 from movierec.dataset.sequences import chronological
 from movierec.dataset.store import load_dataset
 from movierec.recall.channels import CHANNELS, merge
+from movierec.recall.index import AllowedItems
 from movierec.recall.recaller import DEFAULT_QUOTAS
 
 KS = (50, 100, 200, 500)
@@ -63,7 +64,8 @@ def main() -> None:
     recaller = bundle.recaller
     for user, target in zip(users, targets):
         blocked = recaller.blocked(user)
-        results = recaller.channels(user, np.zeros(0, dtype=np.int64), ~blocked, {c: max(KS) for c in CHANNELS})
+        results = recaller.channels(user, np.zeros(0, dtype=np.int64), AllowedItems(~blocked),
+                                    {c: max(KS) for c in CHANNELS})
         for result in results:
             position = np.flatnonzero(result.items == target)
             for k in KS:

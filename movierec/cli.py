@@ -487,11 +487,13 @@ def serve(
     tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate chain: serve TLS (with --tls-key)."),
     tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert."),
     tls_client_ca: Optional[Path] = typer.Option(None, help="PEM CA: require client certificates it signed (mutual TLS)."),
+    workers: int = typer.Option(1, help="Server processes sharing the port (SO_REUSEPORT); each follows `current` "
+                                "on its own, metrics on consecutive ports."),
 ):
     """Serve Recommend over gRPC (health checking, reflection, metrics, hot reload)."""
     import asyncio
 
-    from movierec.server.app import ServerConfig, serve_forever
+    from movierec.server.app import ServerConfig, serve_forever, serve_workers
 
     if min(popular, new, personalized) < 0 or popular + new + personalized <= 0:
         raise CLIError("slot shares must be non-negative and not all zero")
@@ -511,7 +513,15 @@ def serve(
         console.print(f"   or:    grpcurl -plaintext -d '{{\"user_id\": 1, \"n\": 10}}' {target} movierec.v1.Recommender/Recommend")
         console.print("stop with Ctrl-C (in-flight calls are drained)")
 
-    asyncio.run(serve_forever(config, ready))
+    if workers < 1:
+        raise CLIError("--workers must be at least 1")
+    if workers == 1:
+        asyncio.run(serve_forever(config, ready))
+        return
+    console.print(f"starting {workers} workers on {address} (bundles {bundles}); stop with Ctrl-C")
+    status = serve_workers(config, workers)
+    if status:
+        raise CLIError("a worker exited with an error; see the log above")
 
 
 @app.command()
@@ -599,6 +609,7 @@ def recommend(
 def bench_command(
     target: Optional[str] = typer.Option(None, help="host:port of a running `movierec serve`."),
     spawn: bool = typer.Option(False, "--spawn", help="Start a server on --bundles for the run, and stop it after."),
+    server_workers: int = typer.Option(1, help="With --spawn: server processes (see `serve --workers`)."),
     bundles: Path = typer.Option(WORKDIR / "bundles", help="Bundle root: the request mix draws users and movies from its current bundle."),
     concurrency: int = typer.Option(8, help="Closed loop: calls in flight (over all client processes)."),
     rate: float = typer.Option(0.0, help="Open loop: calls per second (0 = closed loop at --concurrency)."),
@@ -633,8 +644,9 @@ def bench_command(
     server = None
     if spawn:
         console.print(f"starting a server on {bundle_path.name} ...")
-        server, target = loadtest.spawn_server(bundles, out / "server.log")
+        server, target = loadtest.spawn_server(bundles, out / "server.log", workers=server_workers)
     report = {"target": target, "bundle": bundle_path.name, "mix": vars(mix), "machine": loadtest.machine(),
+              "server_workers": server_workers if spawn else None,
               "date": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
               "load": {"concurrency": concurrency if not rate else None, "rate": rate or None,
                        "duration": duration, "warmup": warmup, "processes": processes}}
@@ -731,7 +743,8 @@ def quickstart(
     if no_serve:
         return
     serve(bundles=WORKDIR / "bundles", address=address, metrics_port=metrics_port, watch_interval=2.0,
-          grace=10.0, popular=0.2, new=0.3, personalized=0.5, tls_cert=None, tls_key=None, tls_client_ca=None)
+          grace=10.0, popular=0.2, new=0.3, personalized=0.5, tls_cert=None, tls_key=None, tls_client_ca=None,
+          workers=1)
 
 
 if __name__ == "__main__":

@@ -218,14 +218,14 @@ def wait_serving(target: str, timeout: float) -> None:
 
 
 def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0,
-                 metrics_port: int = 0) -> tuple[subprocess.Popen, str]:
+                 metrics_port: int = 0, workers: int = 1) -> tuple[subprocess.Popen, str]:
     """`movierec serve` in a child process on a free loopback port, once it reports SERVING."""
     port = free_port()
     target = f"127.0.0.1:{port}"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(bundles),
                                     "--address", target, "--metrics-port", str(metrics_port),
-                                    "--watch-interval", str(watch_interval)],
+                                    "--watch-interval", str(watch_interval), "--workers", str(workers)],
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_serving(target, 180)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .index import ItemIndex
+from .index import AllowedItems, ItemIndex
 
 CHANNELS = ("sasrec", "ncf", "poster", "item2item")
 CHANNEL_BIT = {name: 1 << i for i, name in enumerate(CHANNELS)}
@@ -49,7 +49,7 @@ class Merged:
         return [name for name in CHANNELS if self.channel_mask[row] & CHANNEL_BIT[name]]
 
 
-def search(index: ItemIndex, query: np.ndarray, k: int, allowed: np.ndarray, channel: str) -> Candidates:
+def search(index: ItemIndex, query: np.ndarray, k: int, allowed: AllowedItems, channel: str) -> Candidates:
     """Top-k allowed items for `query`."""
     scores, ids = index.search(query[None, :], k, allowed)
     keep = ids[0] > 0
@@ -81,7 +81,7 @@ def item2item_neighbours(sequences_indptr: np.ndarray, sequences_items: np.ndarr
 
 
 def item2item(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, seeds: np.ndarray, k: int,
-              allowed: np.ndarray) -> Candidates:
+              allowed: AllowedItems) -> Candidates:
     """Neighbours of the last few seed items, more recent seeds weighing more."""
     seeds = seeds[seeds > 0][-ITEM2ITEM_SEEDS:]
     if len(seeds) == 0:
@@ -90,7 +90,7 @@ def item2item(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, seeds: np
     ids = neighbour_ids[seeds].ravel()
     scores = (neighbour_scores[seeds] * weights[:, None]).ravel()
     totals = np.bincount(ids, weights=scores, minlength=len(neighbour_ids)).astype(np.float32)
-    totals[~allowed] = 0.0
+    totals[~allowed.mask] = 0.0
     candidates = np.flatnonzero(totals > 0)
     top = candidates[np.argsort(-totals[candidates], kind="stable")[:k]]
     return Candidates("item2item", top.astype(np.int64), totals[top])

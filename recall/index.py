@@ -64,12 +64,33 @@ def _to_gpu(index):
     return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
 
 
+class AllowedItems:
+    """A boolean mask over item ids and the FAISS selector for it, made once per request and
+    shared by every channel's search."""
+
+    def __init__(self, mask: np.ndarray):
+        import faiss
+
+        self.mask = mask
+        self._bits = np.packbits(mask, bitorder="little")  # the selector points into it
+        self.selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(self._bits))
+
+
 class ItemIndex:
     """Top-k items by inner product with a query vector; ids are contiguous item ids."""
 
     def __init__(self, index, device: str):
+        import faiss
+
         self.index = index
         self.device = device
+        base = faiss.downcast_index(index.index) if device == "cpu" else None
+        if isinstance(base, faiss.IndexIVF):
+            self._params = lambda sel: faiss.SearchParametersIVF(sel=sel, nprobe=base.nprobe)
+        elif isinstance(base, faiss.IndexHNSW):
+            self._params = lambda sel: faiss.SearchParametersHNSW(sel=sel, efSearch=base.hnsw.efSearch)
+        else:
+            self._params = lambda sel: faiss.SearchParameters(sel=sel)
 
     @property
     def dim(self) -> int:
@@ -106,27 +127,16 @@ class ItemIndex:
         index.add_with_ids(vectors, np.ascontiguousarray(item_ids, dtype=np.int64))
         return cls(index, device)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: AllowedItems | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, item ids), each (len(queries), k); missing slots have id -1.
 
-        `allowed`, a boolean mask over item ids, restricts the search inside FAISS (an
-        IDSelectorBitmap), so excluded items cost nothing and need no over-fetching."""
-        import faiss
-
+        `allowed` restricts the search inside FAISS (an IDSelectorBitmap), so excluded items
+        cost nothing and need no over-fetching."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = max(1, min(k, self.size))
+        k = max(1, min(k, self.index.ntotal))
         if allowed is None:
             return self.index.search(queries, k)
-        bits = np.packbits(allowed, bitorder="little")  # must outlive the search
-        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-        base = faiss.downcast_index(self.index.index) if self.device == "cpu" else None
-        if isinstance(base, faiss.IndexIVF):
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
-        elif isinstance(base, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=base.hnsw.efSearch)
-        else:
-            params = faiss.SearchParameters(sel=selector)
-        return self.index.search(queries, k, params=params)
+        return self.index.search(queries, k, params=self._params(allowed.selector))
 
     def save(self, path: str | Path) -> None:
         import faiss

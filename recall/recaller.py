@@ -9,7 +9,7 @@ import numpy as np
 from movierec.dataset.sequences import Sequences
 
 from .channels import Candidates, Merged, item2item, mean_poster_query, merge, search
-from .index import ItemIndex
+from .index import AllowedItems, ItemIndex
 
 DEFAULT_QUOTAS = {"sasrec": 200, "ncf": 50, "poster": 20, "item2item": 30}
 OVERFETCH = 2
@@ -40,7 +40,7 @@ class Recaller:
             return self.sasrec_users[user] if user > 0 else None
         return self.sasrec_model.user_vectors([np.concatenate([self.history(user), recent])])[0]
 
-    def channels(self, user: int, recent: np.ndarray, allowed: np.ndarray,
+    def channels(self, user: int, recent: np.ndarray, allowed: AllowedItems,
                  quotas: dict[str, int]) -> list[Candidates]:
         """Each channel's list of allowed items, twice its quota long so the merger can still
         fill the quota after dropping what an earlier channel took."""
@@ -79,5 +79,5 @@ class Recaller:
         exclude = np.asarray(exclude if exclude is not None else [], dtype=np.int64)
         blocked = self.blocked(user, recent, exclude)
         quotas = quotas or self.quotas
-        results = self.channels(user, recent, ~blocked, quotas)
+        results = self.channels(user, recent, AllowedItems(~blocked), quotas)
         return merge(results, quotas, blocked), results

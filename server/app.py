@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
 import time
@@ -215,6 +216,7 @@ class ServerConfig:
     tls_cert: Path | None = None    # PEM server certificate chain; with tls_key, serve TLS only
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
+    reuse_port: bool = False        # let several worker processes share the port (SO_REUSEPORT)
 
 
 def server_credentials(config: ServerConfig):
@@ -253,7 +255,7 @@ async def start(config: ServerConfig) -> RunningServer:
     holder = BundleHolder(config.bundles, metrics, config.shares)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", int(config.reuse_port))])
     pb_grpc.add_RecommenderServicer_to_server(RecommenderService(holder, metrics), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -291,3 +293,46 @@ async def serve_forever(config: ServerConfig, on_ready=None) -> None:
     log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace_seconds)
     await running.stop(config.grace_seconds)
 
+
+
+def _worker_main(config: ServerConfig) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    asyncio.run(serve_forever(config))
+
+
+def serve_workers(config: ServerConfig, workers: int, on_ready=None) -> int:
+    """`workers` server processes sharing one port through SO_REUSEPORT, each with its own
+    bundle watcher (metrics on consecutive ports). SIGTERM/SIGINT to this process drains them
+    all. Returns the exit status: 0 when every worker stopped cleanly."""
+    import dataclasses
+    import multiprocessing as mp
+
+    if not config.address.rsplit(":", 1)[-1].isdigit() or config.address.endswith(":0"):
+        raise ValueError("--workers needs a fixed port in --address")
+    ctx = mp.get_context("spawn")
+    processes = []
+    for index in range(workers):
+        worker_config = dataclasses.replace(
+            config, reuse_port=True, metrics_port=config.metrics_port + index if config.metrics_port else 0)
+        process = ctx.Process(target=_worker_main, args=(worker_config,), name=f"movierec-worker-{index}")
+        process.start()
+        processes.append(process)
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if on_ready is not None:
+        on_ready(processes)
+    while any(p.is_alive() for p in processes):
+        for process in processes:
+            process.join(timeout=0.5)
+        if not stopping and any(p.exitcode not in (None, 0) for p in processes):
+            log.error("a worker died; stopping the others")
+            stop(signal.SIGTERM, None)
+    return 0 if all(p.exitcode == 0 for p in processes) else 1

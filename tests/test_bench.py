@@ -1,0 +1,38 @@
+import json
+
+from typer.testing import CliRunner
+
+from movierec.cli import app
+
+
+def test_bench_runs_briefly_and_reports_sane_fields(bundle_root, tmp_path):
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "--spawn", "--bundles", str(bundle_root), "--duration", "2",
+                                      "--warmup", "0.5", "--concurrency", "4", "--processes", "1",
+                                      "--in-process-requests", "100", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    recommend, floor = report["recommend"], report["floor"]
+    for summary in (recommend, floor):
+        assert summary["count"] > 0 and summary["errors"] == 0 and summary["codes"] == {"OK": summary["count"]}
+        assert 0 < summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["p99.9_ms"] <= summary["max_ms"]
+        assert summary["throughput"] > 0 and summary["client_cpu_seconds"] > 0
+    stages = recommend["server_stages_ms"]
+    assert set(stages) == {"recall", "rank", "blend", "total"}
+    assert stages["total"]["p50"] >= stages["blend"]["p50"]
+    assert report["p50_ratio_to_floor"] > 0
+    in_process = report["in_process"]
+    assert in_process["requests"] == 100 and in_process["mean_candidates_known_users"] > 100
+    assert in_process["stages_us"]["total"]["p50"] > 0
+    assert (out / "latency.png").stat().st_size > 1000
+
+
+def test_bench_argument_errors(bundle_root, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "--bundles", str(bundle_root)])
+    assert result.exit_code == 2 and "exactly one of --target" in result.output
+    result = runner.invoke(app, ["bench", "--spawn", "--bundles", str(bundle_root), "--new-users", "0.8",
+                                 "--with-recent", "0.5"])
+    assert result.exit_code == 2 and "shares" in result.output
+    result = runner.invoke(app, ["bench", "--target", "127.0.0.1:1", "--bundles", str(tmp_path)])
+    assert result.exit_code == 2 and "no current bundle" in result.output
