@@ -137,10 +137,9 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def parse_ratings(lines: list[str], sep: str, report: ParseReport,
-                  with_timestamp: bool = True) -> pd.DataFrame:
-    """`user sep movie sep rating [sep timestamp]` lines; `row` keeps the file order."""
-    n_fields = 4 if with_timestamp else 3
+def parse_ratings(lines: list[str], sep: str, report: ParseReport) -> pd.DataFrame:
+    """`user sep movie sep rating sep timestamp` lines; `row` keeps the file order."""
+    n_fields = 4
     users, movies, ratings, stamps, rows = [], [], [], [], []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -164,7 +163,7 @@ def parse_ratings(lines: list[str], sep: str, report: ParseReport,
         users.append(values[0])
         movies.append(values[1])
         ratings.append(values[2])
-        stamps.append(values[3] if with_timestamp else 0)
+        stamps.append(values[3])
         rows.append(number)
         report.parsed += 1
     return pd.DataFrame({
@@ -198,136 +197,96 @@ class RawRelease:
     files: dict[str, str]  # role -> member name that was read
 
 
-def _read_ml1m(source: Source) -> RawRelease:
-    reports: list[ParseReport] = []
+def _read_table(source: Source, name: str, sep: str, n_fields: int, parse_row, columns: list[str]):
+    """Parse `name` line by line; `parse_row(parts)` returns a record or raises ValueError,
+    which makes the line malformed (counted, with its number) instead of fatal."""
+    report = ParseReport(source.describe(name))
+    records = []
+    for number, line in enumerate(source.read_lines(name, "latin-1"), start=1):
+        if not line.strip():
+            continue
+        report.lines += 1
+        parts = line.split(sep)
+        try:
+            if len(parts) != n_fields:
+                raise ValueError(f"expected {n_fields} fields, got {len(parts)}")
+            records.append(parse_row(parts))
+        except ValueError as exc:
+            report.add(number, str(exc), line)
+            continue
+        report.parsed += 1
+    return pd.DataFrame(records, columns=columns), report
+
+
+USER_COLUMNS = ["user_raw", "gender", "age", "occupation", "zip"]
+MOVIE_COLUMNS = ["movie_raw", "title", "year", "genres"]
+
+
+def _gender(text: str) -> str:
+    if text not in ("M", "F"):
+        raise ValueError(f"gender {text!r}")
+    return text
+
+
+def _ml1m_user(parts: list[str]) -> tuple:
+    age, occupation = _parse_int(parts[2]), _parse_int(parts[3])
+    if age not in AGE_BUCKETS or not 0 <= occupation < len(ML1M_OCCUPATIONS):
+        raise ValueError("age or occupation code out of range")
+    return _parse_int(parts[0]), _gender(parts[1]), age, ML1M_OCCUPATIONS[occupation], parts[4].strip()
+
+
+def _ml1m_movie(parts: list[str]) -> tuple:
+    genres = [g for g in parts[2].strip().split("|") if g in GENRES]
+    return _parse_int(parts[0]), parts[1], year_from_title(parts[1]), "|".join(genres)
+
+
+def _ml100k_user(parts: list[str]) -> tuple:
+    return (_parse_int(parts[0]), _gender(parts[2]), age_bucket(_parse_int(parts[1])),
+            parts[3].strip(), parts[4].strip())
+
+
+def _ml100k_movie(parts: list[str]) -> tuple:
+    flags = [_parse_int(f) for f in parts[6:24]]  # parts[5] is 'unknown'
+    year = year_from_title(parts[1])
+    if not year and re.search(r"\d{4}$", parts[2].strip()):
+        year = int(parts[2].strip()[-4:])
+    return _parse_int(parts[0]), parts[1], year, "|".join(g for g, f in zip(GENRES, flags) if f)
+
+
+# name, ratings files (first found wins), field separators and line parsers of each release
+LAYOUTS = {
+    "ml-1m": dict(users="users.dat", movies="movies.dat", ratings=("ratings.dat", "ratings_ts_partial.dat"),
+                  sep="::", ratings_sep="::", user_fields=5, movie_fields=3,
+                  parse_user=_ml1m_user, parse_movie=_ml1m_movie),
+    "ml-100k": dict(users="u.user", movies="u.item", ratings=("u.data",), sep="|", ratings_sep="\t",
+                    user_fields=5, movie_fields=24, parse_user=_ml100k_user, parse_movie=_ml100k_movie),
+}
+
+
+def _read(source: Source, name: str) -> RawRelease:
+    layout = LAYOUTS[name]
     files: dict[str, str] = {}
-
-    users_name = source.find("users.dat")
-    report = ParseReport(source.describe(users_name))
-    records = []
-    for number, line in enumerate(source.read_lines(users_name, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        report.lines += 1
-        parts = line.split("::")
-        try:
-            if len(parts) != 5:
-                raise ValueError(f"expected 5 fields, got {len(parts)}")
-            uid, age, occ = _parse_int(parts[0]), _parse_int(parts[2]), _parse_int(parts[3])
-            if parts[1] not in ("M", "F"):
-                raise ValueError(f"gender {parts[1]!r}")
-            if age not in AGE_BUCKETS or not 0 <= occ < len(ML1M_OCCUPATIONS):
-                raise ValueError("age or occupation code out of range")
-        except ValueError as exc:
-            report.add(number, str(exc), line)
-            continue
-        records.append((uid, parts[1], age, ML1M_OCCUPATIONS[occ], parts[4].strip()))
-        report.parsed += 1
-    users = pd.DataFrame(records, columns=["user_raw", "gender", "age", "occupation", "zip"])
-    reports.append(report)
-    files["users"] = users_name
-
-    movies_name = source.find("movies.dat")
-    report = ParseReport(source.describe(movies_name))
-    records = []
-    for number, line in enumerate(source.read_lines(movies_name, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        report.lines += 1
-        parts = line.split("::")
-        try:
-            if len(parts) != 3:
-                raise ValueError(f"expected 3 fields, got {len(parts)}")
-            mid = _parse_int(parts[0])
-        except ValueError as exc:
-            report.add(number, str(exc), line)
-            continue
-        genres = [g for g in parts[2].strip().split("|") if g in GENRES]
-        records.append((mid, parts[1], year_from_title(parts[1]), "|".join(genres)))
-        report.parsed += 1
-    movies = pd.DataFrame(records, columns=["movie_raw", "title", "year", "genres"])
-    reports.append(report)
-    files["movies"] = movies_name
-
-    # The complete ratings.dat when present; otherwise the timestamped partial file.
-    ratings_name = source.find("ratings.dat", "ratings_ts_partial.dat")
-    if ratings_name is None:
-        raise DataError(f"{source.path}: no ratings.dat (or ratings_ts_partial.dat) found")
-    report = ParseReport(source.describe(ratings_name))
-    ratings = parse_ratings(source.read_lines(ratings_name, "latin-1"), "::", report)
-    reports.append(report)
-    files["ratings"] = ratings_name
-    return RawRelease("ml-1m", ratings, users, movies, reports, files)
-
-
-def _read_ml100k(source: Source) -> RawRelease:
-    reports: list[ParseReport] = []
-    files: dict[str, str] = {}
-
-    users_name = source.find("u.user")
-    if users_name is None:
-        raise DataError(f"{source.path}: u.user not found")
-    report = ParseReport(source.describe(users_name))
-    records = []
-    for number, line in enumerate(source.read_lines(users_name, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        report.lines += 1
-        parts = line.split("|")
-        try:
-            if len(parts) != 5:
-                raise ValueError(f"expected 5 fields, got {len(parts)}")
-            uid, age = _parse_int(parts[0]), _parse_int(parts[1])
-            if parts[2] not in ("M", "F"):
-                raise ValueError(f"gender {parts[2]!r}")
-        except ValueError as exc:
-            report.add(number, str(exc), line)
-            continue
-        records.append((uid, parts[2], age_bucket(age), parts[3].strip(), parts[4].strip()))
-        report.parsed += 1
-    users = pd.DataFrame(records, columns=["user_raw", "gender", "age", "occupation", "zip"])
-    reports.append(report)
-    files["users"] = users_name
-
-    movies_name = source.find("u.item")
-    report = ParseReport(source.describe(movies_name))
-    records = []
-    for number, line in enumerate(source.read_lines(movies_name, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        report.lines += 1
-        parts = line.split("|")
-        try:
-            if len(parts) != 24:
-                raise ValueError(f"expected 24 fields, got {len(parts)}")
-            mid = _parse_int(parts[0])
-            flags = [_parse_int(f) for f in parts[6:24]]  # parts[5] is 'unknown'
-        except ValueError as exc:
-            report.add(number, str(exc), line)
-            continue
-        year = year_from_title(parts[1])
-        if not year and re.search(r"\d{4}$", parts[2].strip()):
-            year = int(parts[2].strip()[-4:])
-        genres = "|".join(g for g, f in zip(GENRES, flags) if f)
-        records.append((mid, parts[1], year, genres))
-        report.parsed += 1
-    movies = pd.DataFrame(records, columns=["movie_raw", "title", "year", "genres"])
-    reports.append(report)
-    files["movies"] = movies_name
-
-    ratings_name = source.find("u.data")
-    report = ParseReport(source.describe(ratings_name))
-    ratings = parse_ratings(source.read_lines(ratings_name, "latin-1"), "\t", report)
-    reports.append(report)
-    files["ratings"] = ratings_name
-    return RawRelease("ml-100k", ratings, users, movies, reports, files)
+    for role in ("users", "movies"):
+        files[role] = source.find(layout[role])
+        if files[role] is None:
+            raise DataError(f"{source.path}: {layout[role]} not found")
+    users, users_report = _read_table(source, files["users"], layout["sep"], layout["user_fields"],
+                                      layout["parse_user"], USER_COLUMNS)
+    movies, movies_report = _read_table(source, files["movies"], layout["sep"], layout["movie_fields"],
+                                        layout["parse_movie"], MOVIE_COLUMNS)
+    files["ratings"] = source.find(*layout["ratings"])
+    if files["ratings"] is None:
+        raise DataError(f"{source.path}: no {' or '.join(layout['ratings'])} found")
+    report = ParseReport(source.describe(files["ratings"]))
+    ratings = parse_ratings(source.read_lines(files["ratings"], "latin-1"), layout["ratings_sep"], report)
+    return RawRelease(name, ratings, users, movies, [users_report, movies_report, report], files)
 
 
 def read_release(path: str | Path) -> RawRelease:
     """Parse the MovieLens release at `path` (directory or zip)."""
     source = Source(path)
     fmt = detect_format(source)
-    release = _read_ml1m(source) if fmt == "ml-1m" else _read_ml100k(source)
+    release = _read(source, fmt)
     _drop_dangling(release)
     if release.ratings.empty:
         raise DataError(f"{source.path}: no valid ratings were read")

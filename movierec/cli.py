@@ -176,6 +176,21 @@ def evaluate_run(data_dir: Path, run_dir: Path, stage: str, ks: List[int], seed:
     }
 
 
+def _prepare_run(data_dir: Path, run_dir: Path, resume: bool):
+    """What every training command does first: start over unless resuming, pick the device,
+    load the split and the validation task."""
+    import shutil
+
+    from movierec.dataset.evaluation import build_task
+    from movierec.device import use_paddle_device
+
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    device = use_paddle_device()
+    dataset, sequences, split = _load_split(data_dir)
+    return device, dataset, sequences, split, build_task(split, "valid", sequences, dataset.num_items)
+
+
 def _default_run_dir(data_dir: Path, loss: str) -> Path:
     return WORKDIR / "runs" / f"sasrec-{data_dir.name}-{loss}"
 
@@ -204,10 +219,6 @@ def train_sasrec_command(
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
 ):
     """Train SASRec with checkpoints (best on validation), resumable, on CPU or GPU."""
-    import shutil
-
-    from movierec.dataset.evaluation import build_task
-    from movierec.device import use_paddle_device
     from movierec.recall.sasrec import SASRecConfig, train_sasrec
 
     config = SASRecConfig(maxlen=maxlen, hidden=hidden, blocks=blocks, heads=heads, dropout=dropout,
@@ -215,11 +226,7 @@ def train_sasrec_command(
                           num_negatives=num_negatives, patience=patience, eval_every=eval_every,
                           monitor=monitor, seed=seed)
     run_dir = run_dir or _default_run_dir(data_dir, loss)
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    device = use_paddle_device()
-    dataset, sequences, split = _load_split(data_dir)
-    valid_task = build_task(split, "valid", sequences, dataset.num_items)
+    device, dataset, sequences, split, valid_task = _prepare_run(data_dir, run_dir, resume)
     console.print(f"training SASRec ({loss}) on [cyan]{dataset.name}[/] "
                   f"({dataset.num_users:,} users, {dataset.num_items:,} items), device [bold]{device}[/], "
                   f"run dir {run_dir}")
@@ -289,10 +296,6 @@ def train_ncf_command(
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
 ):
     """Train the NCF ranker (NeuMF + side features + posters) with sampled negatives."""
-    import shutil
-
-    from movierec.dataset.evaluation import build_task
-    from movierec.device import use_paddle_device
     from movierec.rank.ncf import POSTERS_FILE, Features, NCFConfig, train_ncf
     from movierec.recall.posters import load_posters
 
@@ -306,10 +309,7 @@ def train_ncf_command(
                        sampler=sampler, loss=loss, patience=patience, eval_every=eval_every,
                        monitor=monitor, seed=seed)
     run_dir = run_dir or WORKDIR / "runs" / f"ncf-{data_dir.name}"
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    device = use_paddle_device()
-    dataset, sequences, split = _load_split(data_dir)
+    device, dataset, sequences, split, valid_task = _prepare_run(data_dir, run_dir, resume)
     vectors = None
     if posters is not None:
         vectors, unknown = load_posters(posters).restricted_to(dataset.items.raw_id.to_numpy())
@@ -318,7 +318,6 @@ def train_ncf_command(
         run_dir.mkdir(parents=True, exist_ok=True)
         vectors.save(run_dir / POSTERS_FILE)
     features = Features.from_dataset(dataset, vectors)
-    valid_task = build_task(split, "valid", sequences, dataset.num_items)
     with_posters = f", posters for {int(features.has_poster.sum()):,} movies" if vectors else ""
     console.print(f"training NCF on [cyan]{dataset.name}[/] ({dataset.num_users:,} users, "
                   f"{dataset.num_items:,} items{with_posters}), device [bold]{device}[/], run dir {run_dir}")

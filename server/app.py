@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from movierec.bundle import BundleError, current_version, load_bundle
 from movierec.recall.index import set_search_threads
-from movierec.server.pipeline import MAX_LIST, MAX_N, Pipeline, RecommendInput, RequestError
+from movierec.server.pipeline import MAX_LIST, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 

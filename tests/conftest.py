@@ -131,3 +131,33 @@ class LiveServer:
         asyncio.run_coroutine_threadsafe(self.running.stop(grace), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served_root(bundle_root, tmp_path_factory):
+    """A private copy of the bundle root, with a second version to switch to."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("served") / "bundles"
+    shutil.copytree(bundle_root, root, symlinks=True)
+    second_version(root, "v99999999-000000-second")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(served_root):
+    from movierec.server.app import ServerConfig
+
+    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", watch_interval=0.5))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    import grpc
+
+    from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(server.target) as channel:
+        yield pb_grpc.RecommenderStub(channel)

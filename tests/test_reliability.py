@@ -1,10 +1,7 @@
 import datetime
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, LiveServer, second_version
+from conftest import REPO, LiveServer
 from movierec.bundle import current_version, load_bundle
 from movierec.loadtest import spawn_server
 from movierec.server.app import ServerConfig
@@ -23,27 +20,6 @@ from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 
 OK_OR_INVALID = (grpc.StatusCode.INVALID_ARGUMENT,)
-
-
-@pytest.fixture(scope="module")
-def root(bundle_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliability") / "bundles"
-    shutil.copytree(bundle_root, root, symlinks=True)
-    second_version(root, "v99999999-000000-second")
-    return root
-
-
-@pytest.fixture(scope="module")
-def server(root):
-    live = LiveServer(ServerConfig(bundles=root, address="127.0.0.1:0", watch_interval=0))
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(server.target) as channel:
-        yield pb_grpc.RecommenderStub(channel)
 
 
 ids = st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=12)
@@ -92,18 +68,18 @@ def test_expired_deadline_and_cancellation(stub):
     assert len(stub.Recommend(pb.RecommendRequest(user_id=1, n=10), timeout=10).items) == 10
 
 
-def test_corrupt_bundles_are_refused_under_load_and_the_old_one_kept(server, stub, root):
+def test_corrupt_bundles_are_refused_under_load_and_the_old_one_kept(server, stub, served_root):
     from bench.faults import Load, corrupt_copies
 
     serving = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5).version
     with Load(server.target, 4, [1, 2, 3, 4, 5]) as load:
         time.sleep(0.3)
-        for name in corrupt_copies(root):
+        for name in corrupt_copies(served_root):
             with pytest.raises(grpc.RpcError) as info:
                 stub.ReloadBundle(pb.ReloadBundleRequest(version=name), timeout=60)
             assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert "old one kept" in info.value.details()
-            shutil.rmtree(root / name)
+            shutil.rmtree(served_root / name)
         assert stub.ReloadBundle(pb.ReloadBundleRequest(version="v99999999-000000-second"), timeout=60).version \
             == "v99999999-000000-second"
         time.sleep(0.3)
@@ -115,12 +91,12 @@ def test_corrupt_bundles_are_refused_under_load_and_the_old_one_kept(server, stu
     assert metrics.labels("failed")._value.get() == 2
 
 
-def test_kill_9_during_build_keeps_current_and_next_build_cleans_up(ml100k_dataset, trained_runs, root):
+def test_kill_9_during_build_keeps_current_and_next_build_cleans_up(ml100k_dataset, trained_runs, served_root):
     from bench.faults import killed_build
     from movierec.bundle import BuildOptions, build_bundle
 
-    private = root.parent / "killed"
-    shutil.copytree(root, private, symlinks=True)
+    private = served_root.parent / "killed"
+    shutil.copytree(served_root, private, symlinks=True)
     options = BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], private)
     outcome = killed_build(options)
     assert outcome["current_unchanged"]
@@ -130,8 +106,8 @@ def test_kill_9_during_build_keeps_current_and_next_build_cleans_up(ml100k_datas
     assert not list(private.glob(".tmp-*"))
 
 
-def test_graceful_shutdown_under_load_drains_in_flight_calls(root, tmp_path):
-    process, target = spawn_server(root, tmp_path / "server.log")
+def test_graceful_shutdown_under_load_drains_in_flight_calls(served_root, tmp_path):
+    process, target = spawn_server(served_root, tmp_path / "server.log")
     outcomes, stop = [], threading.Event()
 
     def load():
@@ -199,13 +175,13 @@ def _certificates(tmp_path: Path) -> dict:
     return paths
 
 
-def test_tls_and_mutual_tls(root, tmp_path):
+def test_tls_and_mutual_tls(served_root, tmp_path):
     certs = _certificates(tmp_path)
     read = lambda key: certs[key].read_bytes()
     request = pb.RecommendRequest(user_id=1, n=5)
     options = (("grpc.ssl_target_name_override", "localhost"),)
 
-    live = LiveServer(ServerConfig(bundles=root, address="127.0.0.1:0", watch_interval=0,
+    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", watch_interval=0,
                                    tls_cert=certs["server"], tls_key=certs["server_key"]))
     try:
         with grpc.secure_channel(live.target, grpc.ssl_channel_credentials(read("ca")), options) as channel:
@@ -216,7 +192,7 @@ def test_tls_and_mutual_tls(root, tmp_path):
     finally:
         live.stop()
 
-    live = LiveServer(ServerConfig(bundles=root, address="127.0.0.1:0", watch_interval=0, tls_cert=certs["server"],
+    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", watch_interval=0, tls_cert=certs["server"],
                                    tls_key=certs["server_key"], tls_client_ca=certs["ca"]))
     try:
         with grpc.secure_channel(live.target, grpc.ssl_channel_credentials(read("ca")), options) as channel:
@@ -229,22 +205,22 @@ def test_tls_and_mutual_tls(root, tmp_path):
         live.stop()
 
 
-def test_half_a_tls_configuration_is_refused(root, tmp_path):
+def test_half_a_tls_configuration_is_refused(served_root, tmp_path):
     from movierec.server.app import server_credentials
 
     with pytest.raises(ValueError, match="go together"):
-        server_credentials(ServerConfig(bundles=root, tls_cert=tmp_path / "c.pem"))
+        server_credentials(ServerConfig(bundles=served_root, tls_cert=tmp_path / "c.pem"))
     with pytest.raises(ValueError, match="needs --tls-cert"):
-        server_credentials(ServerConfig(bundles=root, tls_client_ca=tmp_path / "ca.pem"))
+        server_credentials(ServerConfig(bundles=served_root, tls_client_ca=tmp_path / "ca.pem"))
 
 
-def test_bundle_of_another_format_is_refused_by_the_cli(root, tmp_path):
+def test_bundle_of_another_format_is_refused_by_the_cli(served_root, tmp_path):
     from typer.testing import CliRunner
 
     from movierec.cli import app
 
     private = tmp_path / "b"
-    shutil.copytree(root, private, symlinks=True)
+    shutil.copytree(served_root, private, symlinks=True)
     manifest_path = current_version(private) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["bundle_format"] = 99

@@ -1,49 +1,22 @@
-import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from conftest import LiveServer, second_version
-from movierec.bundle import current_version, load_bundle
-from movierec.server.app import ServerConfig
+from movierec.bundle import load_bundle
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 
 
 @pytest.fixture(scope="module")
-def server_root(bundle_root, tmp_path_factory):
-    """A bundle root with a second version to switch to."""
-    root = tmp_path_factory.mktemp("served") / "bundles"
-    shutil.copytree(bundle_root, root, symlinks=True)
-    second_version(root, "v99999999-000000-second")
-    return root
-
-
-@pytest.fixture(scope="module")
-def server(server_root):
-    live = LiveServer(ServerConfig(bundles=server_root, address="127.0.0.1:0", watch_interval=0.5))
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    with grpc.insecure_channel(server.target) as channel:
-        yield pb_grpc.RecommenderStub(channel)
-
-
-@pytest.fixture(scope="module")
-def bundle(server_root):
-    return load_bundle(server_root)
+def bundle(served_root):
+    return load_bundle(served_root)
 
 
 def raw_history(bundle, raw_user):
@@ -132,7 +105,7 @@ def test_health_is_serving_and_reflection_lists_the_service(server):
         assert {"movierec.v1.Recommender", "grpc.health.v1.Health"} <= names
 
 
-def test_reload_switches_version_with_no_failed_call(server, stub, server_root):
+def test_reload_switches_version_with_no_failed_call(server, stub, served_root):
     first = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5)
     assert first.items == 1682 and first.users == 943 and first.index == "flat"
     failures, versions, stop = [], set(), threading.Event()
@@ -154,9 +127,9 @@ def test_reload_switches_version_with_no_failed_call(server, stub, server_root):
     assert switched.version == "v99999999-000000-second"
     time.sleep(0.5)
     # the watcher follows `current` when it moves
-    tmp = server_root / ".current.test"
+    tmp = served_root / ".current.test"
     os.symlink(first.version, tmp)
-    os.replace(tmp, server_root / "current")
+    os.replace(tmp, served_root / "current")
     deadline = time.time() + 30
     while stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5).version != first.version:
         assert time.time() < deadline, "watcher did not follow `current`"

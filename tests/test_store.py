@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 from movierec.dataset.readers import DataError, read_release
