@@ -83,11 +83,13 @@ class BundleHolder:
             try:
                 bundle = await asyncio.to_thread(load_bundle, path)
                 pipeline = await asyncio.to_thread(Pipeline, bundle, self.shares)
-            except BundleError:
+            except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
-                log.error("bundle %s refused; still serving %s", path.name,
+                log.error("bundle %s refused (%s); still serving %s", path.name, exc,
                           self.served.pipeline.bundle.version if self.served else "nothing")
-                raise
+                if isinstance(exc, BundleError):
+                    raise
+                raise BundleError(f"{path.name}: {type(exc).__name__}: {exc}") from exc
             previous = self.served
             self.served = Served(pipeline, bundle.manifest["index"]["device"])
             self.loaded_from = path
