@@ -83,3 +83,33 @@ def test_train_then_eval_end_to_end(tmp_path):
     again = run("train", "sasrec", "--data", data_dir, "--run-dir", run_dir, "--loss", "bce",
                 "--epochs", 2, "--eval-every", 1, "--maxlen", 50, "--hidden", 16)
     assert again.exit_code == 0 and "epoch   1" not in again.output
+
+
+def test_data_downloads_an_archive_and_reports_unreachable_urls(tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+    import zipfile
+
+    served = tmp_path / "site"
+    served.mkdir()
+    with zipfile.ZipFile(served / "ml-1m.zip", "w") as zf:
+        zf.writestr("ml-1m/users.dat", ML1M_USERS.encode("latin-1"))
+        zf.writestr("ml-1m/movies.dat", ML1M_MOVIES.encode("latin-1"))
+        zf.writestr("ml-1m/ratings.dat", b"1::1::5::100\n2::2::3::5\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.chdir(tmp_path)
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/ml-1m.zip"
+        result = run("data", "--source", url, "--out", tmp_path / "d")
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "movierec-work" / "downloads" / "ml-1m.zip").is_file()
+        assert json.loads((tmp_path / "d" / "manifest.json").read_text())["counts"]["ratings"] == 2
+        missing = run("data", "--source", f"http://127.0.0.1:{httpd.server_port}/nope.zip", "--out", tmp_path / "e")
+        assert missing.exit_code == 2 and "cannot download" in missing.output
+        assert not list((tmp_path / "movierec-work" / "downloads").glob(".nope*"))
+    finally:
+        httpd.shutdown()
