@@ -36,8 +36,8 @@ from movierec.rank.ncf import NCFScorer, load_ncf, read_run_config, run_features
 from movierec.recall.channels import item2item_neighbours
 from movierec.recall.index import IndexSpec, ItemIndex
 from movierec.recall.recaller import DEFAULT_QUOTAS, Recaller
-from movierec.recall.sasrec import SASRec, SASRecConfig, load_sasrec
-from movierec.training import RunDir, load_model_weights, save_tensors
+from movierec.recall.sasrec import SASRecConfig, SASRecInference, load_sasrec
+from movierec.training import RunDir, load_tensors, save_tensors
 
 BUNDLE_FORMAT = 1
 CURRENT = "current"
@@ -342,9 +342,7 @@ def load_bundle(path: str | Path) -> Bundle:
         history = Sequences(seen["indptr"], seen["items"])
         config = SASRecConfig(**json.loads((path / "sasrec.config.json").read_text()))
         items = pd.read_parquet(path / "items.parquet")
-        model = SASRec(len(items), config)
-        load_model_weights(model, path / "sasrec.model.npz")
-        model.eval()
+        sasrec = SASRecInference(load_tensors(path / "sasrec.model.npz"), config)
         neighbours = np.load(path / "item2item.npz", allow_pickle=False)
         has_posters = (path / "poster_items.faiss").is_file()
         recaller = Recaller(
@@ -352,7 +350,7 @@ def load_bundle(path: str | Path) -> Bundle:
             seen_ratings=seen["ratings"],
             sasrec_index=ItemIndex.load(path / "sasrec_items.faiss"),
             sasrec_users=np.load(path / "sasrec_users.npy", allow_pickle=False),
-            sasrec_model=model,
+            sasrec=sasrec,
             ncf_index=ItemIndex.load(path / "ncf_items.faiss"),
             ncf_users=np.load(path / "ncf_users.npy", allow_pickle=False),
             poster_index=ItemIndex.load(path / "poster_items.faiss") if has_posters else None,

@@ -241,6 +241,9 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
     from movierec.recall.index import set_search_threads
     from movierec.server.pipeline import Pipeline, RecommendInput
 
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # as the server does
     set_search_threads(1)
     bundle = load_bundle(bundle_path)
     pipeline = Pipeline(bundle)

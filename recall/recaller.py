@@ -10,6 +10,7 @@ from movierec.dataset.sequences import Sequences
 
 from .channels import Candidates, Merged, item2item, mean_poster_query, merge, search
 from .index import AllowedItems, ItemIndex
+from .sasrec import SASRecInference
 
 DEFAULT_QUOTAS = {"sasrec": 200, "ncf": 50, "poster": 20, "item2item": 30}
 OVERFETCH = 2
@@ -21,7 +22,7 @@ class Recaller:
     seen_ratings: np.ndarray           # ratings aligned with seen.items
     sasrec_index: ItemIndex
     sasrec_users: np.ndarray           # (num_users + 1, d) states after each stored history
-    sasrec_model: object               # recall.sasrec.SASRec, for request-time sequences
+    sasrec: SASRecInference            # for request-time sequences
     ncf_index: ItemIndex
     ncf_users: np.ndarray              # (num_users + 1, d) GMF user embeddings
     poster_index: ItemIndex | None
@@ -38,7 +39,7 @@ class Recaller:
         """The stored state, or one recomputed from the stored history plus the recent items."""
         if len(recent) == 0:
             return self.sasrec_users[user] if user > 0 else None
-        return self.sasrec_model.user_vectors([np.concatenate([self.history(user), recent])])[0]
+        return self.sasrec.user_vector(np.concatenate([self.history(user), recent]))
 
     def channels(self, user: int, recent: np.ndarray, allowed: AllowedItems,
                  quotas: dict[str, int]) -> list[Candidates]:

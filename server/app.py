@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from threadpoolctl import threadpool_limits
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from movierec.bundle import BundleError, current_version, load_bundle
@@ -252,6 +253,9 @@ class RunningServer:
 
 
 async def start(config: ServerConfig) -> RunningServer:
+    # One request is a few small products: BLAS and OpenMP thread teams only add start-up and
+    # spinning, and with several workers they fight over the cores.
+    threadpool_limits(1)
     set_search_threads(1)
     metrics = Metrics()
     holder = BundleHolder(config.bundles, metrics, config.shares)

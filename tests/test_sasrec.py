@@ -132,3 +132,18 @@ def test_sasrec_learns_and_beats_popularity_under_both_protocols(ml100k_split, t
     reloaded = load_sasrec(tmp_path / "run", dataset.num_items)
     assert evaluate(reloaded.scorer(), task) == model_metrics
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("heads,blocks", [(1, 2), (2, 2), (1, 1), (2, 3)])
+def test_numpy_inference_equals_the_paddle_forward(heads, blocks):
+    from movierec.recall.sasrec import SASRecInference
+
+    m = model(num_items=300, heads=heads, blocks=blocks, maxlen=12)
+    m.eval()
+    inference = SASRecInference.from_model(m)
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 301, size=n) for n in (1, 5, 11, 12, 30)]
+    expected = m.user_vectors(sequences)
+    got = np.stack([inference.user_vector(s) for s in sequences])
+    assert np.allclose(got, expected, atol=1e-5)
+    assert inference.user_vector(np.zeros(0, dtype=np.int64)) is None
