@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from movierec.errors import MovieRecError
+
 GENRES: tuple[str, ...] = (
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
     "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
@@ -38,7 +40,7 @@ MAX_REPORTED_ISSUES = 50
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 
 
-class DataError(Exception):
+class DataError(MovieRecError):
     """Raised for input that cannot be read at all (missing files, empty sources)."""
 
 

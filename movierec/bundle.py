@@ -32,6 +32,7 @@ import pandas as pd
 from movierec.dataset.sequences import Sequences, chronological
 from movierec.dataset.store import Dataset, load_dataset, sha256_file
 from movierec.device import faiss_gpu_count, paddle_device
+from movierec.errors import MovieRecError
 from movierec.rank.ncf import NCFScorer, load_ncf, read_run_config, run_features
 from movierec.recall.channels import item2item_neighbours
 from movierec.recall.index import IndexSpec, ItemIndex
@@ -45,7 +46,7 @@ TMP_PREFIX = ".tmp-"
 SECONDS_PER_DAY = 86_400
 
 
-class BundleError(Exception):
+class BundleError(MovieRecError):
     """A bundle that cannot be built or loaded."""
 
 

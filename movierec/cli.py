@@ -21,6 +21,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from movierec.errors import MovieRecError
+
 app = typer.Typer(help="movierec: a two-stage movie recommendation engine.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
@@ -34,7 +36,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 WORKDIR = Path("movierec-work")
 
 
-class CLIError(Exception):
+class CLIError(MovieRecError):
     """An error the user can act on: printed as one line, exit status 2."""
 
 
@@ -42,16 +44,9 @@ def handles_errors(command):
     """Expected failures become a clear message and exit 2, never a traceback."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from movierec.bundle import BundleError
-        from movierec.dataset.readers import DataError
-        from movierec.recall.index import IndexFileError
-        from movierec.recall.posters import PosterError
-        from movierec.training import CheckpointError
-
         try:
             return command(*args, **kwargs)
-        except (CLIError, DataError, CheckpointError, PosterError, BundleError, IndexFileError,
-                ValueError, OSError, RuntimeError, TimeoutError) as exc:
+        except (MovieRecError, ValueError, OSError, RuntimeError, TimeoutError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:

@@ -13,11 +13,13 @@ from typing import Callable
 
 import numpy as np
 
+from movierec.errors import MovieRecError
+
 # Settings a resumed run may change: they extend or shorten training, not what is trained.
 BUDGET_SETTINGS = frozenset({"epochs", "patience"})
 
 
-class CheckpointError(Exception):
+class CheckpointError(MovieRecError):
     """A run directory or checkpoint that cannot be used (missing, corrupt, other settings)."""
 
 

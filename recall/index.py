@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from movierec.device import faiss_gpu_count
+from movierec.errors import MovieRecError
 
 # FAISS logs each CPU-specific build it tries and cannot find; none of that is news to users.
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
-class IndexFileError(Exception):
+class IndexFileError(MovieRecError):
     """A bad index spec or an index file that cannot be read."""
 
 

@@ -18,13 +18,15 @@ from typing import Callable
 
 import numpy as np
 
+from movierec.errors import MovieRecError
+
 IMAGE_SIZE = 224
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class PosterError(Exception):
+class PosterError(MovieRecError):
     """Poster vectors or images that cannot be used."""
 
 
