@@ -55,6 +55,17 @@ def handles_errors(command):
     return wrapper
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage(), "pid": record.process}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def _progress(total: int, description: str):
     """A tqdm bar as a callable `advance(n=1)`; closes itself once full."""
     from tqdm import tqdm
@@ -270,6 +281,8 @@ def train_ncf_command(
                                            "[default: movierec-work/runs/ncf-<data>]."),
     posters: Optional[Path] = typer.Option(None, help="Poster vectors (.npz from `movierec posters "
                                            "embed|import`); movies without one get the presence flag off."),
+    use_posters: bool = typer.Option(True, "--use-posters/--no-posters",
+                                     help="--no-posters trains without poster vectors even when --posters is given."),
     side_features: bool = typer.Option(True, help="Fuse user (gender, age, occupation, zip prefix) and "
                                        "movie (year, genres) side features."),
     mlp: bool = typer.Option(True, help="Use the MLP path; --no-mlp leaves GMF only."),
@@ -291,6 +304,8 @@ def train_ncf_command(
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
 ):
     """Train the NCF ranker (NeuMF + side features + posters) with sampled negatives."""
+    if not use_posters:
+        posters = None
     from movierec.rank.ncf import POSTERS_FILE, Features, NCFConfig, train_ncf
     from movierec.recall.posters import load_posters
 
@@ -396,7 +411,8 @@ def build(
                              hidden=50, blocks=2, heads=1, dropout=0.2, lr=1e-3, batch_size=128,
                              num_negatives=256, eval_every=5, patience=10, monitor="full.NDCG@10",
                              seed=42, resume=True)
-        train_ncf_command(data_dir=data_dir, run_dir=ncf_run, posters=posters, side_features=True, mlp=True,
+        train_ncf_command(data_dir=data_dir, run_dir=ncf_run, posters=posters, use_posters=True,
+                          side_features=True, mlp=True,
                           loss="bce", sampler="uniform", num_negatives=4, epochs=ncf_epochs, gmf_dim=32,
                           mlp_layers="64,32,16", side_dim=8, poster_dim=16, dropout=0.2, lr=1e-3,
                           batch_size=1024, eval_every=1, patience=5, monitor="sampled.HR@10", seed=42,
@@ -483,15 +499,23 @@ def serve(
     tls_client_ca: Optional[Path] = typer.Option(None, help="PEM CA: require client certificates it signed (mutual TLS)."),
     workers: int = typer.Option(1, help="Server processes sharing the port (SO_REUSEPORT); each follows `current` "
                                 "on its own, metrics on consecutive ports."),
+    log_format: str = typer.Option("text", help="'text' or 'json' (one JSON object per line)."),
 ):
     """Serve Recommend over gRPC (health checking, reflection, metrics, hot reload)."""
     import asyncio
 
     from movierec.server.app import ServerConfig, serve_forever, serve_workers
 
+    if log_format not in ("text", "json"):
+        raise CLIError("--log-format must be 'text' or 'json'")
     if min(popular, new, personalized) < 0 or popular + new + personalized <= 0:
         raise CLIError("slot shares must be non-negative and not all zero")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("movierec").handlers[:] = [handler]
+    logging.getLogger("movierec").setLevel(logging.INFO)
+    logging.getLogger("movierec").propagate = False
     config = ServerConfig(bundles=bundles, address=address, metrics_port=metrics_port,
                           watch_interval=watch_interval, grace_seconds=grace,
                           shares={"popular": popular, "new": new, "personalized": personalized},
@@ -738,7 +762,7 @@ def quickstart(
         return
     serve(bundles=WORKDIR / "bundles", address=address, metrics_port=metrics_port, watch_interval=2.0,
           grace=10.0, popular=0.2, new=0.3, personalized=0.5, tls_cert=None, tls_key=None, tls_client_ca=None,
-          workers=1)
+          workers=1, log_format="text")
 
 
 if __name__ == "__main__":
