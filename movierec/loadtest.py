@@ -25,6 +25,7 @@ from queue import Empty
 import numpy as np
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
+CONNECTIONS_PER_PROCESS = 4
 
 
 @dataclass
@@ -83,9 +84,12 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
     share = 1.0 / spec.processes
     requests = _requests(spec, worker, 4096)
     latencies, codes, stages, starts = [], {}, [], []
-    async with grpc.aio.insecure_channel(spec.target) as channel:
-        stub = pb_grpc.RecommenderStub(channel)
-        health = health_pb2_grpc.HealthStub(channel)
+    # Several connections per process, so SO_REUSEPORT can spread them over server workers.
+    channels = [grpc.aio.insecure_channel(spec.target, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(CONNECTIONS_PER_PROCESS)]
+    try:
+        stubs = [pb_grpc.RecommenderStub(c) for c in channels]
+        healths = [health_pb2_grpc.HealthStub(c) for c in channels]
         check = health_pb2.HealthCheckRequest()
         begin = time.perf_counter()
         measure_from = begin + spec.warmup
@@ -95,13 +99,14 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
         async def call(scheduled: float) -> None:
             nonlocal counter
             request = requests[counter % len(requests)]
+            connection = counter % len(channels)
             counter += 1
             response = None
             try:
                 if floor:
-                    await health.Check(check, timeout=5)
+                    await healths[connection].Check(check, timeout=5)
                 else:
-                    response = await stub.Recommend(request, timeout=5)
+                    response = await stubs[connection].Recommend(request, timeout=5)
                 code = "OK"
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
@@ -135,6 +140,9 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
                     await call(time.perf_counter())
 
             await asyncio.gather(*(loop() for _ in range(inflight)))
+    finally:
+        for channel in channels:
+            await channel.close()
     return {"latencies": latencies, "codes": codes, "stages": stages}
 
 
