@@ -153,7 +153,10 @@ def fit(
     run.path.mkdir(parents=True, exist_ok=True)
     config_dict = json.loads(json.dumps(asdict(config)))
     if run.has_checkpoint():
-        saved = run.read_config()
+        try:  # through the dataclass, so settings added since the run was made take their defaults
+            saved = json.loads(json.dumps(asdict(type(config)(**run.read_config()))))
+        except TypeError as exc:
+            raise CheckpointError(f"{run.path} holds a run of another model ({exc})") from exc
         changed = sorted(k for k in set(saved) | set(config_dict)
                          if saved.get(k) != config_dict.get(k) and k not in BUDGET_SETTINGS)
         if changed:

@@ -27,6 +27,7 @@ from movierec.dataset.sequences import Sequences
 from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights
 
 LOSSES = ("bce", "ce", "sampled-ce")
+WINDOWS = ("last", "random")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SASRecConfig:
     epochs: int = 200
     loss: str = "bce"
     num_negatives: int = 256      # for 'sampled-ce'
+    window: str = "last"          # training window of long histories: 'last' (paper) or 'random'
     patience: int = 10            # evaluations without improvement before stopping
     eval_every: int = 5
     monitor: str = "full.NDCG@10"
@@ -53,6 +55,8 @@ class SASRecConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {self.window!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         for name in ("maxlen", "hidden", "blocks", "heads", "batch_size", "epochs",
@@ -219,15 +223,23 @@ def pad_left(sequences: Sequence, maxlen: int) -> np.ndarray:
 
 
 class TrainingBatches:
-    """Next-item training pairs: input = train[:-1], target = train[1:], last `maxlen` kept."""
+    """Next-item training pairs: input = train[:-1], target = train[1:], `maxlen` long.
 
-    def __init__(self, train: Sequences, num_items: int, maxlen: int):
+    `window` 'last' keeps each user's most recent maxlen items, as the paper does; 'random'
+    draws, each epoch, a window ending anywhere in the history of users longer than maxlen,
+    so that their older interactions are trained on too."""
+
+    def __init__(self, train: Sequences, num_items: int, maxlen: int, window: str = "last"):
         users = np.flatnonzero(train.lengths() >= 2)
         self.num_items = num_items
+        self.maxlen = maxlen
+        self.window = window
+        self.train = train
         self.users = users
         self.inputs = pad_left([train.of(u)[:-1] for u in users], maxlen)
         self.targets = pad_left([train.of(u)[1:] for u in users], maxlen)
         self.lengths = (self.targets != 0).sum(axis=1)
+        self.long = np.flatnonzero(train.lengths()[users] > maxlen + 1)
         self.seen = np.zeros((train.num_users, num_items + 1), dtype=bool)
         rows = np.repeat(np.arange(train.num_users), train.lengths())
         self.seen[rows, train.items] = True
@@ -240,12 +252,20 @@ class TrainingBatches:
 
         Attention costs grow with the square of the batch's width; most users are far
         shorter than maxlen, so this makes an epoch several times cheaper."""
+        inputs, targets = self.inputs, self.targets
+        if self.window == "random" and len(self.long):
+            inputs, targets = inputs.copy(), targets.copy()
+            for row in self.long:
+                sequence = self.train.of(self.users[row])
+                end = int(rng.integers(self.maxlen + 1, len(sequence) + 1))
+                inputs[row] = sequence[end - self.maxlen - 1:end - 1]
+                targets[row] = sequence[end - self.maxlen:end]
         order = np.lexsort((rng.random(len(self.users)), self.lengths))
         batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
         for index in rng.permutation(len(batches)):
             rows = batches[index]
             width = int(self.lengths[rows].max())
-            yield self.users[rows], self.inputs[rows, -width:], self.targets[rows, -width:]
+            yield self.users[rows], inputs[rows, -width:], targets[rows, -width:]
 
     def negatives(self, users: np.ndarray, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         """One uniform item per position that the user never interacted with in train."""
@@ -305,7 +325,7 @@ def train_sasrec(
     model = build_model(num_items, config)
     optimizer = paddle.optimizer.Adam(learning_rate=config.lr, beta1=0.9, beta2=0.98,
                                       parameters=model.parameters())
-    batches = TrainingBatches(train, num_items, config.maxlen)
+    batches = TrainingBatches(train, num_items, config.maxlen, config.window)
     steps = math.ceil(len(batches) / config.batch_size)
 
     def train_epoch(epoch: int) -> float:

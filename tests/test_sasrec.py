@@ -62,6 +62,21 @@ def test_training_batches_shift_targets_and_avoid_seen_negatives():
     assert sorted(widths) == [1, 3]  # each batch trimmed to its longest user
 
 
+def test_random_windows_cover_long_histories():
+    train = Sequences.from_lists([[], list(range(1, 31)), [5, 6, 7]])
+    batches = TrainingBatches(train, num_items=40, maxlen=5, window="random")
+    rng = np.random.default_rng(0)
+    seen_targets = set()
+    for _ in range(40):
+        for users, inputs, targets in batches.epoch(8, rng):
+            row = list(users).index(1)
+            assert inputs.shape[1] == 5 and list(targets[row]) == [i + 1 for i in inputs[row]]
+            seen_targets.update(targets[row].tolist())
+            assert list(targets[list(users).index(2)][-2:]) == [6, 7]
+    assert seen_targets == set(range(2, 31))  # every transition of the long history is trained on
+    assert list(TrainingBatches(train, 40, 5).targets[0]) == [26, 27, 28, 29, 30]
+
+
 @pytest.mark.parametrize("loss", ["bce", "ce", "sampled-ce"])
 def test_every_loss_gives_gradients(loss):
     m = model(loss=loss, num_negatives=8)
