@@ -55,17 +55,6 @@ def handles_errors(command):
     return wrapper
 
 
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
-                 "logger": record.name, "message": record.getMessage(), "pid": record.process}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
 def _progress(total: int, description: str):
     """A tqdm bar as a callable `advance(n=1)`; closes itself once full."""
     from tqdm import tqdm
@@ -506,22 +495,17 @@ def serve(
     """Serve Recommend over gRPC (health checking, reflection, metrics, hot reload)."""
     import asyncio
 
-    from movierec.server.app import ServerConfig, serve_forever, serve_workers
+    from movierec.server.app import ServerConfig, configure_logging, serve_forever, serve_workers
 
     if log_format not in ("text", "json"):
         raise CLIError("--log-format must be 'text' or 'json'")
     if min(popular, new, personalized) < 0 or popular + new + personalized <= 0:
         raise CLIError("slot shares must be non-negative and not all zero")
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonLogFormatter() if log_format == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("movierec").handlers[:] = [handler]
-    logging.getLogger("movierec").setLevel(logging.INFO)
-    logging.getLogger("movierec").propagate = False
+    configure_logging(log_format)
     config = ServerConfig(bundles=bundles, address=address, metrics_port=metrics_port,
                           watch_interval=watch_interval, grace_seconds=grace,
                           shares={"popular": popular, "new": new, "personalized": personalized},
-                          tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca)
+                          tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca, log_format=log_format)
 
     def ready(running):
         info = running.holder.served.pipeline.bundle

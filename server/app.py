@@ -4,6 +4,7 @@ Prometheus metrics, hot reload of bundles and graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -220,6 +221,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
     reuse_port: bool = False        # let several worker processes share the port (SO_REUSEPORT)
+    log_format: str = "text"        # 'text' or 'json'
 
 
 def server_credentials(config: ServerConfig):
@@ -301,8 +303,30 @@ async def serve_forever(config: ServerConfig, on_ready=None) -> None:
 
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage(), "pid": record.process}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
+    logger = logging.getLogger("movierec")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def _worker_main(config: ServerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    configure_logging(config.log_format)
     asyncio.run(serve_forever(config))
 
 
