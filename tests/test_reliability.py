@@ -58,7 +58,7 @@ def test_fuzzed_requests_get_a_valid_reply_or_a_proper_status(stub, server, requ
 def test_expired_deadline_and_cancellation(stub):
     started = time.perf_counter()
     with pytest.raises(grpc.RpcError) as info:
-        stub.Recommend(pb.RecommendRequest(user_id=1, n=10, recent_item_ids=[1, 2, 3]), timeout=0.0001)
+        stub.Recommend(pb.RecommendRequest(user_id=1, n=10, recent_item_ids=[1, 2, 3]), timeout=1e-6)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.perf_counter() - started < 1.0
     future = stub.Recommend.future(pb.RecommendRequest(user_id=1, n=200, recent_item_ids=list(range(1, 300))),
@@ -66,6 +66,38 @@ def test_expired_deadline_and_cancellation(stub):
     future.cancel()
     assert future.cancelled() or future.code() in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED)
     assert len(stub.Recommend(pb.RecommendRequest(user_id=1, n=10), timeout=10).items) == 10
+
+
+def test_a_call_whose_deadline_has_passed_is_not_worked_on(server):
+    import asyncio
+
+    from movierec.server.app import RecommenderService
+
+    class Aborted(Exception):
+        pass
+
+    class ExpiredContext:
+        code = None
+
+        def time_remaining(self):
+            return 0.0
+
+        async def abort(self, code, message):
+            self.code = code
+            raise Aborted(message)
+
+    class Holder:
+        class served:
+            class pipeline:
+                @staticmethod
+                def recommend(_):
+                    raise AssertionError("the pipeline ran for a caller that had given up")
+
+    service = RecommenderService(Holder(), server.running.metrics)
+    context = ExpiredContext()
+    with pytest.raises(Aborted):
+        asyncio.run(service.Recommend(pb.RecommendRequest(user_id=1), context))
+    assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def test_corrupt_bundles_are_refused_under_load_and_the_old_one_kept(server, stub, served_root):
