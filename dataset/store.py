@@ -134,6 +134,14 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.rename(new, target)
 
 
+def to_contiguous(ids: pd.Series, raw_ids: pd.Series, query) -> np.ndarray:
+    """Map raw MovieLens ids in `query` to contiguous ids through a table's (id, raw_id)
+    columns; 0 where a raw id is unknown."""
+    lookup = pd.Series(ids.to_numpy(), index=raw_ids.to_numpy())
+    bounded = [int(q) if -2**63 <= int(q) < 2**63 else -1 for q in query]  # ids past int64 are unknown
+    return lookup.reindex(np.asarray(bounded, dtype=np.int64)).fillna(0).to_numpy(np.int64)
+
+
 @dataclass
 class Dataset:
     """A loaded normalised dataset."""
@@ -162,12 +170,10 @@ class Dataset:
 
     def item_ids(self, raw_ids) -> np.ndarray:
         """Contiguous ids for raw MovieLens ids; 0 where the raw id is unknown."""
-        lookup = pd.Series(self.items.item.to_numpy(), index=self.items.raw_id.to_numpy())
-        return lookup.reindex(np.asarray(raw_ids)).fillna(0).to_numpy(np.int64)
+        return to_contiguous(self.items.item, self.items.raw_id, raw_ids)
 
     def user_ids(self, raw_ids) -> np.ndarray:
-        lookup = pd.Series(self.users.user.to_numpy(), index=self.users.raw_id.to_numpy())
-        return lookup.reindex(np.asarray(raw_ids)).fillna(0).to_numpy(np.int64)
+        return to_contiguous(self.users.user, self.users.raw_id, raw_ids)
 
     def genre_matrix(self) -> np.ndarray:
         """(num_items + 1, 18) multi-hot genres, row 0 = padding."""

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from movierec.dataset.sequences import Sequences, chronological
-from movierec.dataset.store import Dataset, load_dataset, sha256_file
+from movierec.dataset.store import Dataset, load_dataset, sha256_file, to_contiguous
 from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import MovieRecError
 from movierec.rank.ncf import NCFScorer, load_ncf, read_run_config, run_features
@@ -295,12 +295,10 @@ class Bundle:
 
     def item_ids(self, raw_ids) -> np.ndarray:
         """Contiguous ids for raw movie ids; 0 where unknown."""
-        lookup = pd.Series(self.items.item.to_numpy(), index=self.items.raw_id.to_numpy())
-        return lookup.reindex(np.asarray(raw_ids, dtype=np.int64)).fillna(0).to_numpy(np.int64)
+        return to_contiguous(self.items.item, self.items.raw_id, raw_ids)
 
     def user_id(self, raw_id: int) -> int:
-        match = self.users.user.to_numpy()[self.users.raw_id.to_numpy() == raw_id]
-        return int(match[0]) if len(match) else 0
+        return int(to_contiguous(self.users.user, self.users.raw_id, [raw_id])[0])
 
 
 def verify(path: Path) -> dict:

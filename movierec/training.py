@@ -129,6 +129,21 @@ def load_model_weights(model, path: Path) -> None:
     model.set_state_dict({name: tensors[name] for name in expected})
 
 
+def optimise_epoch(optimizer, batch_losses, advance=None) -> float:
+    """One pass of gradient steps over `batch_losses`, which yields (loss tensor, batch size)
+    per batch; returns the mean loss weighted by batch size."""
+    total, count = 0.0, 0
+    for loss, size in batch_losses:
+        optimizer.clear_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss) * size
+        count += size
+        if advance:
+            advance()
+    return total / max(count, 1)
+
+
 def fit(
     run: RunDir,
     model,

@@ -28,7 +28,7 @@ import paddle.nn.functional as F
 from movierec.dataset.evaluation import EvalTask, evaluate
 from movierec.dataset.sequences import Sequences
 from movierec.recall.posters import load_posters
-from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights
+from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights, optimise_epoch
 
 LOSSES = ("bce", "bpr")
 SAMPLERS = ("uniform", "popularity")
@@ -365,13 +365,10 @@ def train_ncf(train: Sequences, features: Features, config: NCFConfig, run_dir: 
     user_features = features.user_features
     steps = math.ceil(len(pairs.users) / config.batch_size)
 
-    def train_epoch(epoch: int) -> float:
-        rng = np.random.default_rng([config.seed, epoch])
-        advance = progress(steps, f"epoch {epoch}") if progress else None
-        total, count = 0.0, 0
+    def batch_losses(rng):
+        k = config.num_negatives
         for users, positives in pairs.epoch(config.batch_size, rng):
-            negatives = pairs.negatives(users, config.num_negatives, rng)
-            k = config.num_negatives
+            negatives = pairs.negatives(users, k, rng)
             if config.loss == "bce":
                 all_users = np.concatenate([users, np.repeat(users, k)])
                 all_items = np.concatenate([positives, negatives.reshape(-1)])
@@ -386,14 +383,11 @@ def train_ncf(train: Sequences, features: Features, config: NCFConfig, run_dir: 
                 neg = model(paddle.to_tensor(rep), paddle.to_tensor(user_features[rep]),
                             paddle.to_tensor(negatives.reshape(-1))).reshape([-1, k])
                 loss = -F.log_sigmoid(pos.unsqueeze(-1) - neg).mean()
-            optimizer.clear_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss) * len(users)
-            count += len(users)
-            if advance:
-                advance()
-        return total / max(count, 1)
+            yield loss, len(users)
+
+    def train_epoch(epoch: int) -> float:
+        rng = np.random.default_rng([config.seed, epoch])
+        return optimise_epoch(optimizer, batch_losses(rng), progress(steps, f"epoch {epoch}") if progress else None)
 
     def validate() -> dict:
         return evaluate(ncf_scorer_for_eval(model.export_scorer(), features), valid_task)

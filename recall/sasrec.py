@@ -24,7 +24,7 @@ import paddle.nn.functional as F
 
 from movierec.dataset.evaluation import EvalTask, evaluate
 from movierec.dataset.sequences import Sequences
-from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights
+from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights, optimise_epoch
 
 LOSSES = ("bce", "ce", "sampled-ce")
 WINDOWS = ("last", "random")
@@ -330,18 +330,9 @@ def train_sasrec(
 
     def train_epoch(epoch: int) -> float:
         rng = np.random.default_rng([config.seed, epoch])
-        advance = progress(steps, f"epoch {epoch}") if progress else None
-        total, count = 0.0, 0
-        for users, inputs, targets in batches.epoch(config.batch_size, rng):
-            loss = batch_loss(model, config, batches, users, inputs, targets, rng)
-            optimizer.clear_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss) * len(users)
-            count += len(users)
-            if advance:
-                advance()
-        return total / max(count, 1)
+        losses = ((batch_loss(model, config, batches, users, inputs, targets, rng), len(users))
+                  for users, inputs, targets in batches.epoch(config.batch_size, rng))
+        return optimise_epoch(optimizer, losses, progress(steps, f"epoch {epoch}") if progress else None)
 
     def validate() -> dict:
         return evaluate(model.scorer(), valid_task)
