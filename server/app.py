@@ -277,9 +277,13 @@ async def start(config: ServerConfig) -> RunningServer:
     if port == 0:
         raise OSError(f"cannot listen on {config.address}")
     await server.start()
-    if config.metrics_port:
-        start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    await holder.load()
+    try:
+        if config.metrics_port:
+            start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        await holder.load()
+    except BaseException:
+        await server.stop(0)  # nothing to serve: release the port before reporting why
+        raise
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     tasks = []

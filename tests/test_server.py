@@ -154,3 +154,12 @@ def test_reload_cannot_leave_the_bundle_root(stub):
 def test_generated_stubs_are_not_stale():
     result = subprocess.run([sys.executable, "-m", "movierec.server.codegen", "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serve_without_a_bundle_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(tmp_path / "none"),
+                             "--address", "127.0.0.1:0", "--metrics-port", "0"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "no `current` bundle" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
