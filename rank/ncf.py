@@ -129,12 +129,13 @@ class NCF(nn.Layer):
         super().__init__()
         self.config = config
         num_users, num_items = features.num_users + 1, features.num_items + 1
-        self.user_gmf = nn.Embedding(num_users, config.gmf_dim)
+        # Row 0 is the unknown user: all zeros, so a new user is scored from side features alone.
+        self.user_gmf = nn.Embedding(num_users, config.gmf_dim, padding_idx=0)
         self.item_gmf = nn.Embedding(num_items, config.gmf_dim)
         fused = config.gmf_dim
         if config.mlp:
             half = config.mlp_layers[0] // 2
-            self.user_mlp = nn.Embedding(num_users, half)
+            self.user_mlp = nn.Embedding(num_users, half, padding_idx=0)
             self.item_mlp = nn.Embedding(num_items, config.mlp_layers[0] - half)
             tower = []
             for width_in, width_out in zip(config.mlp_layers, config.mlp_layers[1:]):
@@ -222,8 +223,10 @@ class NCFScorer:
         fusion_w, fusion_b = _linear(model.fusion[0])
         g, m = config.gmf_dim, (config.mlp_layers[-1] if config.mlp else 0)
         side_width = config.side_dim * len(model.user_side) if config.side_features else 0
+        user_gmf = model.user_gmf.weight.numpy().copy()
+        user_gmf[0] = 0.0  # the unknown user, as the padding row behaves in the model
         arrays = {
-            "user_gmf": model.user_gmf.weight.numpy(),
+            "user_gmf": user_gmf,
             "item_gmf": model.item_gmf.weight.numpy(),
             "gmf_fusion": fusion_w[:g],
             "mlp_fusion": fusion_w[g:g + m],
@@ -245,7 +248,9 @@ class NCFScorer:
             first, *rest = [layer for layer in model.tower if isinstance(layer, nn.Linear)]
             w_first, b_first = _linear(first)
             half = model.user_mlp.weight.shape[1]
-            arrays["user_mlp_first"] = model.user_mlp.weight.numpy() @ w_first[:half]
+            user_mlp = model.user_mlp.weight.numpy().copy()
+            user_mlp[0] = 0.0
+            arrays["user_mlp_first"] = user_mlp @ w_first[:half]
             arrays["item_mlp_first"] = model.item_mlp.weight.numpy() @ w_first[half:] + b_first
             arrays["tower_depth"] = np.array(len(rest))
             for j, layer in enumerate(rest):
