@@ -142,23 +142,12 @@ def to_contiguous(ids: pd.Series, raw_ids: pd.Series, query) -> np.ndarray:
     return lookup.reindex(np.asarray(bounded, dtype=np.int64)).fillna(0).to_numpy(np.int64)
 
 
-@dataclass
-class Dataset:
-    """A loaded normalised dataset."""
+class Catalogue:
+    """Id maps over `items` and `users` tables with (item | user, raw_id) columns, shared by
+    the dataset and the serving bundle."""
 
-    path: Path
-    manifest: dict
-    ratings: pd.DataFrame
-    users: pd.DataFrame
     items: pd.DataFrame
-
-    @property
-    def name(self) -> str:
-        return self.manifest["name"]
-
-    @property
-    def num_users(self) -> int:
-        return len(self.users)
+    users: pd.DataFrame
 
     @property
     def num_items(self) -> int:
@@ -174,6 +163,25 @@ class Dataset:
 
     def user_ids(self, raw_ids) -> np.ndarray:
         return to_contiguous(self.users.user, self.users.raw_id, raw_ids)
+
+
+@dataclass
+class Dataset(Catalogue):
+    """A loaded normalised dataset."""
+
+    path: Path
+    manifest: dict
+    ratings: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
 
     def genre_matrix(self) -> np.ndarray:
         """(num_items + 1, 18) multi-hot genres, row 0 = padding."""

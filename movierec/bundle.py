@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from movierec.dataset.sequences import Sequences, chronological
-from movierec.dataset.store import Dataset, load_dataset, sha256_file, to_contiguous
+from movierec.dataset.store import Catalogue, Dataset, load_dataset, sha256_file
 from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import MovieRecError
 from movierec.rank.ncf import NCFScorer, load_ncf, read_run_config, run_features
@@ -268,7 +268,7 @@ def build_bundle(options: BuildOptions, progress=None, fail_after: str | None = 
 
 
 @dataclass
-class Bundle:
+class Bundle(Catalogue):
     """A verified, loaded bundle: the recaller, the NCF scorer and the lists the blender needs."""
 
     path: Path
@@ -286,19 +286,8 @@ class Bundle:
     def version(self) -> str:
         return self.manifest["version"]
 
-    @property
-    def num_items(self) -> int:
-        return len(self.items)
-
-    def item_raw_ids(self) -> np.ndarray:
-        return np.concatenate([[0], self.items.raw_id.to_numpy()])
-
-    def item_ids(self, raw_ids) -> np.ndarray:
-        """Contiguous ids for raw movie ids; 0 where unknown."""
-        return to_contiguous(self.items.item, self.items.raw_id, raw_ids)
-
     def user_id(self, raw_id: int) -> int:
-        return int(to_contiguous(self.users.user, self.users.raw_id, [raw_id])[0])
+        return int(self.user_ids([raw_id])[0])
 
 
 def verify(path: Path) -> dict:

@@ -83,7 +83,7 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
 
     share = 1.0 / spec.processes
     requests = _requests(spec, worker, 4096)
-    latencies, codes, stages, starts = [], {}, [], []
+    latencies, codes, stages = [], {}, []
     # Several connections per process, so SO_REUSEPORT can spread them over server workers.
     channels = [grpc.aio.insecure_channel(spec.target, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(CONNECTIONS_PER_PROCESS)]
@@ -113,7 +113,6 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
             done = time.perf_counter()
             if scheduled >= measure_from and done <= end + 5:
                 latencies.append(done - scheduled)
-                starts.append(scheduled)
                 codes[code] = codes.get(code, 0) + 1
                 if response is not None and not floor:
                     t = response.timings
