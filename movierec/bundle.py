@@ -10,6 +10,8 @@
         ncf_scorer.npz ncf_users.npy ncf_items.faiss
         posters.npy has_poster.npy poster_items.faiss   (when the NCF run had posters)
         item2item.npz popular.npy new.npy
+        rankings.npz         every user's recall + rank result for a request without context
+                             (when built with precompute_rankings, the default)
 
 A bundle is written to `BUNDLES/.tmp-<version>` and renamed into place; only then does
 `current` move. A build that dies leaves `current` untouched, and its temp directory is
@@ -25,17 +27,20 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from movierec.dataset.sequences import Sequences, chronological
 from movierec.dataset.store import Catalogue, Dataset, load_dataset, sha256_file
 from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import MovieRecError
 from movierec.rank.ncf import NCFScorer, load_ncf, read_run_config, run_features
+from movierec.rank.ranking import PrecomputedRankings, precompute_rankings
 from movierec.recall.channels import item2item_neighbours
-from movierec.recall.index import IndexSpec, ItemIndex
+from movierec.recall.index import IndexSpec, ItemIndex, search_threads
 from movierec.recall.recaller import DEFAULT_QUOTAS, Recaller
 from movierec.recall.sasrec import SASRecConfig, SASRecInference, load_sasrec
 from movierec.training import RunDir, load_tensors, save_tensors
@@ -62,6 +67,7 @@ class BuildOptions:
     popular_half_life_days: float = 0.0  # 0 = plain counts
     neighbours: int = 50
     poster_dim: int = 64                # poster channel: PCA dimension of the poster vectors
+    precompute_rankings: bool = True    # store each known user's ranked candidates (rank.ranking)
 
 
 @dataclass
@@ -166,8 +172,11 @@ def current_version(root: str | Path) -> Path | None:
     return (Path(root) / os.readlink(link)) if link.is_symlink() else link
 
 
-def build_bundle(options: BuildOptions, progress=None, fail_after: str | None = None) -> BuildReport:
+def build_bundle(options: BuildOptions, progress: Callable | None = None,
+                 fail_after: str | None = None) -> BuildReport:
     """Export models and data, build the indexes, write the bundle atomically and switch `current`.
+
+    `progress(total, description)`, when given, returns an `advance(n)` callable for a bar.
 
     `fail_after` names a stage ('export', 'index', 'write') after which to raise: tests use it
     to check that a build failing midway leaves the previous bundle in place."""
@@ -231,6 +240,16 @@ def build_bundle(options: BuildOptions, progress=None, fail_after: str | None = 
         if fail_after == "index":
             raise BundleError("simulated failure after indexing")
 
+        if options.precompute_rankings:
+            started = time.perf_counter()
+            staged = load_bundle(tmp, verify_checksums=False, with_rankings=False)
+            advance = progress(dataset.num_users, "ranking every user") if progress else None
+            with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                rankings = precompute_rankings(staged.recaller, staged.scorer, staged.user_features,
+                                               dataset.num_users, advance)
+            rankings.save(tmp / "rankings.npz")
+            timings["rankings_seconds"] = time.perf_counter() - started
+
         manifest = {
             "bundle_format": BUNDLE_FORMAT,
             "version": version,
@@ -251,6 +270,7 @@ def build_bundle(options: BuildOptions, progress=None, fail_after: str | None = 
             "ncf": {"side_features": ncf_config.side_features, "posters": ncf_config.posters},
             "hold_out_last": options.hold_out_last,
             "popular_half_life_days": options.popular_half_life_days,
+            "precomputed_rankings": options.precompute_rankings,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
         manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
@@ -281,6 +301,7 @@ class Bundle(Catalogue):
     popular: np.ndarray
     new: np.ndarray
     loaded_at: float
+    precomputed: PrecomputedRankings | None = None
 
     @property
     def version(self) -> str:
@@ -290,7 +311,7 @@ class Bundle(Catalogue):
         return int(self.user_ids([raw_id])[0])
 
 
-def verify(path: Path) -> dict:
+def verify(path: Path, checksums: bool = True) -> dict:
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"{path} is not a bundle (no manifest.json)")
@@ -301,6 +322,8 @@ def verify(path: Path) -> dict:
     if manifest.get("bundle_format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: bundle format {manifest.get('bundle_format')!r}, this movierec "
                           f"reads {BUNDLE_FORMAT}; rebuild it with `movierec build`")
+    if not checksums:
+        return manifest
     checksums = manifest.get("checksums", {})
     for name, expected in checksums.items():
         file = path / name
@@ -314,8 +337,11 @@ def verify(path: Path) -> dict:
     return manifest
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Load a bundle directory, or the `current` one of a bundle root; verifies every file."""
+def load_bundle(path: str | Path, verify_checksums: bool = True, with_rankings: bool = True) -> Bundle:
+    """Load a bundle directory, or the `current` one of a bundle root; verifies every file.
+
+    The builder loads its own staging directory (no manifest checksums yet, no rankings) to
+    compute the rankings with exactly the serving code."""
     path = Path(path)
     if (path / CURRENT).exists() or (path / CURRENT).is_symlink():
         resolved = current_version(path)
@@ -324,12 +350,13 @@ def load_bundle(path: str | Path) -> Bundle:
         path = resolved
     if not path.is_dir():
         raise BundleError(f"bundle not found: {path}")
-    manifest = verify(path)
+    manifest = verify(path, verify_checksums) if verify_checksums else {"version": path.name}
     try:
         seen = np.load(path / "seen.npz", allow_pickle=False)
         history = Sequences(seen["indptr"], seen["items"])
         config = SASRecConfig(**json.loads((path / "sasrec.config.json").read_text()))
         items = pd.read_parquet(path / "items.parquet")
+        users = pd.read_parquet(path / "users.parquet")
         sasrec = SASRecInference(load_tensors(path / "sasrec.model.npz"), config)
         neighbours = np.load(path / "item2item.npz", allow_pickle=False)
         has_posters = (path / "poster_items.faiss").is_file()
@@ -352,16 +379,26 @@ def load_bundle(path: str | Path) -> Bundle:
             path=path,
             manifest=manifest,
             items=items,
-            users=pd.read_parquet(path / "users.parquet"),
+            users=users,
             user_features=np.load(path / "user_features.npy", allow_pickle=False),
             recaller=recaller,
             scorer=NCFScorer.load(path / "ncf_scorer.npz"),
             popular=np.load(path / "popular.npy", allow_pickle=False),
             new=np.load(path / "new.npy", allow_pickle=False),
             loaded_at=time.time(),
+            precomputed=_load_rankings(path, len(users)) if with_rankings else None,
         )
     except BundleError:
         raise
     except Exception as exc:  # a file that passed its checksum but is unusable is still refused
         raise BundleError(f"{path}: cannot load bundle ({type(exc).__name__}: {exc})") from exc
 
+
+
+def _load_rankings(path: Path, num_users: int) -> PrecomputedRankings | None:
+    if not (path / "rankings.npz").is_file():
+        return None
+    rankings = PrecomputedRankings.load(path / "rankings.npz")
+    if rankings.num_users != num_users:
+        raise BundleError(f"{path}: rankings.npz covers {rankings.num_users} users, the bundle has {num_users}")
+    return rankings

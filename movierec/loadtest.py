@@ -116,7 +116,7 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
                 codes[code] = codes.get(code, 0) + 1
                 if response is not None and not floor:
                     t = response.timings
-                    stages.append((t.recall_ms, t.rank_ms, t.blend_ms, t.total_ms))
+                    stages.append((t.recall_ms, t.rank_ms, t.blend_ms, t.total_ms, t.precomputed))
 
         if spec.rate > 0:
             interval = 1.0 / (spec.rate * share)
@@ -193,8 +193,9 @@ def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
     cpu = sum(r["cpu_seconds"] for r in results)
     summary["client_cpu_seconds"] = cpu
     summary["client_cpu_share_of_a_core"] = cpu / (spec.warmup + spec.duration)
-    stages = np.array([s for r in results for s in r["stages"]], dtype=np.float64).reshape(-1, 4)
+    stages = np.array([s for r in results for s in r["stages"]], dtype=np.float64).reshape(-1, 5)
     if len(stages):
+        summary["precomputed_share"] = float(stages[:, 4].mean())
         summary["server_stages_ms"] = {name: {"p50": float(np.percentile(stages[:, j], 50)),
                                               "p99": float(np.percentile(stages[:, j], 99))}
                                        for j, name in enumerate(("recall", "rank", "blend", "total"))}
@@ -224,15 +225,16 @@ def wait_serving(target: str, timeout: float) -> None:
     raise TimeoutError(f"server at {target} did not become SERVING within {timeout:.0f}s")
 
 
-def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0,
-                 metrics_port: int = 0, workers: int = 1) -> tuple[subprocess.Popen, str]:
+def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0, metrics_port: int = 0,
+                 workers: int = 1, precomputed: bool = True) -> tuple[subprocess.Popen, str]:
     """`movierec serve` in a child process on a free loopback port, once it reports SERVING."""
     port = free_port()
     target = f"127.0.0.1:{port}"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(bundles),
                                     "--address", target, "--metrics-port", str(metrics_port),
-                                    "--watch-interval", str(watch_interval), "--workers", str(workers)],
+                                    "--watch-interval", str(watch_interval), "--workers", str(workers),
+                                    "--precomputed" if precomputed else "--no-precomputed"],
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_serving(target, 180)
@@ -243,7 +245,9 @@ def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0,
 
 
 def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dict:
-    """Recall, rank and blend timed in this process, no network: microseconds per request."""
+    """Recall, rank and blend timed in this process, no network: microseconds per request, both
+    as served (context-free requests of known users read the bundle's rankings) and with recall
+    and rank run online for every request."""
     from movierec.bundle import load_bundle
     from movierec.recall.index import set_search_threads
     from movierec.server.pipeline import Pipeline, RecommendInput
@@ -253,7 +257,6 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
     threadpool_limits(1)  # as the server does
     set_search_threads(1)
     bundle = load_bundle(bundle_path)
-    pipeline = Pipeline(bundle)
     rng = np.random.default_rng(seed)
     users = bundle.users.raw_id.to_numpy()
     items = bundle.items.raw_id.to_numpy()
@@ -266,17 +269,23 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
                                          recent=rng.choice(items, 3, replace=False).tolist()))
         else:
             inputs.append(RecommendInput(user_id=int(rng.choice(users)), n=mix.n))
-    for request in inputs[:50]:
-        pipeline.recommend(request)
-    timings = np.array([[t["recall"], t["rank"], t["blend"], t["total"]]
-                        for t in (pipeline.recommend(r).timings_ms for r in inputs)])
     candidates = [len(bundle.recaller.recall(bundle.user_id(int(u)))[0].items) for u in users[:50]]
-    return {
-        "requests": requests, "bundle": bundle.version, "mix": asdict(mix),
-        "mean_candidates_known_users": float(np.mean(candidates)),
-        "stages_us": {name: {f"p{p:g}": float(np.percentile(timings[:, j], p) * 1000) for p in (50, 90, 99)}
-                      for j, name in enumerate(("recall", "rank", "blend", "total"))},
-    }
+    report = {"requests": requests, "bundle": bundle.version, "mix": asdict(mix),
+              "mean_candidates_known_users": float(np.mean(candidates))}
+    for name, use_precomputed in (("served", True), ("online", False)):
+        pipeline = Pipeline(bundle, use_precomputed=use_precomputed)
+        if use_precomputed and pipeline.precomputed is None:
+            continue
+        for request in inputs[:50]:
+            pipeline.recommend(request)
+        outputs = [pipeline.recommend(r) for r in inputs]
+        timings = np.array([[o.timings_ms[s] for s in ("recall", "rank", "blend", "total")] for o in outputs])
+        report[name] = {
+            "precomputed_share": float(np.mean([o.precomputed for o in outputs])),
+            "stages_us": {stage: {f"p{p:g}": float(np.percentile(timings[:, j], p) * 1000) for p in (50, 90, 99)}
+                          for j, stage in enumerate(("recall", "rank", "blend", "total"))},
+        }
+    return report
 
 
 def plot(recommend: np.ndarray, floor: np.ndarray, path: Path, title: str) -> None:

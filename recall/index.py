@@ -9,6 +9,7 @@ indexes are built and searched there; files are always written in FAISS' own CPU
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def set_search_threads(threads: int) -> None:
     import faiss
 
     faiss.omp_set_num_threads(threads)
+
+
+@contextmanager
+def search_threads(threads: int):
+    """`set_search_threads` for a block, restoring FAISS' thread count after it."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _to_gpu(index):

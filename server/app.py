@@ -57,10 +57,11 @@ class Served:
 class BundleHolder:
     """The bundle being served, loaded from the configured root only."""
 
-    def __init__(self, root: Path, metrics: Metrics, shares: dict | None = None):
+    def __init__(self, root: Path, metrics: Metrics, shares: dict | None = None, use_precomputed: bool = True):
         self.root = Path(root).resolve()
         self.metrics = metrics
         self.shares = shares
+        self.use_precomputed = use_precomputed
         self.served: Served | None = None
         self.loaded_from: Path | None = None
         self._lock = asyncio.Lock()
@@ -84,7 +85,8 @@ class BundleHolder:
             path = self._resolve(version)
             try:
                 bundle = await asyncio.to_thread(load_bundle, path)
-                pipeline = await asyncio.to_thread(Pipeline, bundle, self.shares)
+                pipeline = await asyncio.to_thread(Pipeline, bundle, self.shares,
+                                                  use_precomputed=self.use_precomputed)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
                 log.error("bundle %s refused (%s); still serving %s", path.name, exc,
@@ -186,7 +188,8 @@ class RecommenderService(pb_grpc.RecommenderServicer):
                     item.rank_score = float(result.rank_scores[k])
         t = result.timings_ms
         response.timings.CopyFrom(pb.StageTimings(recall_ms=t["recall"], rank_ms=t["rank"],
-                                                  blend_ms=t["blend"], total_ms=t["total"]))
+                                                  blend_ms=t["blend"], total_ms=t["total"],
+                                                  precomputed=result.precomputed))
         for stage in ("recall", "rank", "blend"):
             self.metrics.latency.labels(stage).observe(t[stage] / 1000)
         self.metrics.latency.labels("total").observe(time.perf_counter() - started)
@@ -222,6 +225,7 @@ class ServerConfig:
     tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
     reuse_port: bool = False        # let several worker processes share the port (SO_REUSEPORT)
     log_format: str = "text"        # 'text' or 'json'
+    use_precomputed: bool = True    # answer context-free requests from the bundle's rankings
 
 
 def server_credentials(config: ServerConfig):
@@ -260,7 +264,7 @@ async def start(config: ServerConfig) -> RunningServer:
     threadpool_limits(1)
     set_search_threads(1)
     metrics = Metrics()
-    holder = BundleHolder(config.bundles, metrics, config.shares)
+    holder = BundleHolder(config.bundles, metrics, config.shares, config.use_precomputed)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", int(config.reuse_port))])

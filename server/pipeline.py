@@ -16,6 +16,7 @@ from movierec.blend.quotas import DEFAULT_SHARES, SLOTS, SlotList, blend
 from movierec.bundle import Bundle
 from movierec.dataset.readers import GENRES, age_bucket
 from movierec.dataset.store import ZIP_PREFIX_LEN
+from movierec.rank.ranking import rank_candidates
 from movierec.recall.channels import CHANNELS
 
 MAX_N = 200
@@ -57,15 +58,14 @@ class RecommendOutput:
     timings_ms: dict
     known_user: bool
     ignored: list            # raw ids in recent/exclude the bundle does not know
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    precomputed: bool = False  # the personalized list came from the bundle's offline rankings
 
 
 class Pipeline:
-    def __init__(self, bundle: Bundle, shares: dict | None = None, max_n: int = MAX_N):
+    def __init__(self, bundle: Bundle, shares: dict | None = None, max_n: int = MAX_N,
+                 use_precomputed: bool = True):
         self.bundle = bundle
+        self.precomputed = bundle.precomputed if use_precomputed else None
         self.shares = dict(shares or DEFAULT_SHARES)
         self.max_n = max_n
         items = bundle.items.sort_values("item")
@@ -152,44 +152,47 @@ class Pipeline:
         blocked = np.concatenate([bundle.recaller.history(user), recent, exclude])
         allowed = self._allowed(inp, blocked)
 
-        merged = None
-        rank_ms = 0.0
-        if user or len(recent):
+        ranked = None
+        precomputed = False
+        if user and not len(recent) and not len(exclude) and self.precomputed is not None:
+            ranked, precomputed = self.precomputed.of(user), True
+            recall_done = rank_done = time.perf_counter()
+        elif user or len(recent):
             merged, _ = bundle.recaller.recall(user, recent, exclude)
-        recall_done = time.perf_counter()
-        if merged is not None and len(merged.items):
-            logits = bundle.scorer.score(user, features, merged.items)
-            order = np.argsort(-logits, kind="stable")
-            personalized = SlotList(merged.items[order], _sigmoid(logits[order]).astype(np.float32))
-            rank_of = np.full(bundle.num_items + 1, np.nan, dtype=np.float32)
-            rank_of[personalized.items] = personalized.scores
-            rank_ms = (time.perf_counter() - recall_done) * 1000
+            recall_done = time.perf_counter()
+            if len(merged.items):
+                ranked = rank_candidates(bundle.scorer, user, features, merged)
+            rank_done = time.perf_counter()
+        else:
+            recall_done = rank_done = time.perf_counter()
+        ranked_by_ncf = ranked is not None and len(ranked.items) > 0
+        if ranked_by_ncf:
+            personalized = SlotList(ranked.items, ranked.scores)
         else:
             demographic = self.demographic.ranked(int(features[0]), int(features[1]))
             personalized = SlotList(*demographic) if demographic else self.popular
-            rank_of = None
-        rank_done = time.perf_counter()
         blended = blend(inp.n, inp.shares or self.shares,
                         {"personalized": personalized, "new": self.new, "popular": self.popular}, allowed)
         finished = time.perf_counter()
 
         channels = [[] for _ in blended.items]
-        if inp.explain and merged is not None:
-            mask_of = dict(zip(merged.items.tolist(), merged.channel_mask.tolist()))
+        if inp.explain and ranked is not None:
+            mask_of = dict(zip(ranked.items.tolist(), ranked.channel_mask.tolist()))
             channels = [[c for j, c in enumerate(CHANNELS) if mask_of.get(int(i), 0) & (1 << j)]
                         for i in blended.items]
-        rank_scores = rank_of[blended.items] if rank_of is not None else np.full(len(blended.items), np.nan)
+        # a personalized item's blended score is its NCF probability
+        from_ncf = (blended.slots == SLOTS.index("personalized")) & ranked_by_ncf
         return RecommendOutput(
             items=self.raw_ids[blended.items],
             titles=self.titles[blended.items].tolist(),
             scores=blended.scores,
             slots=[SLOTS[s] for s in blended.slots],
             channels=channels,
-            rank_scores=np.where(np.array([SLOTS[s] == "personalized" for s in blended.slots], dtype=bool),
-                                 rank_scores, np.nan).astype(np.float32),
+            rank_scores=np.where(from_ncf, blended.scores, np.nan).astype(np.float32),
             bundle_version=bundle.version,
-            timings_ms={"recall": (recall_done - started) * 1000, "rank": rank_ms,
+            timings_ms={"recall": (recall_done - started) * 1000, "rank": (rank_done - recall_done) * 1000,
                         "blend": (finished - rank_done) * 1000, "total": (finished - started) * 1000},
+            precomputed=precomputed,
             known_user=bool(user),
             ignored=ignored_recent + ignored_exclude,
         )

@@ -23,7 +23,12 @@ def test_bench_runs_briefly_and_reports_sane_fields(bundle_root, tmp_path):
     assert report["p50_ratio_to_floor"] > 0
     in_process = report["in_process"]
     assert in_process["requests"] == 100 and in_process["mean_candidates_known_users"] > 100
-    assert in_process["stages_us"]["total"]["p50"] > 0
+    served, online = in_process["served"], in_process["online"]
+    assert online["precomputed_share"] == 0 and served["stages_us"]["total"]["p50"] > 0
+    # the default mix: 80% known users without context, answered from the bundle's rankings
+    assert 0.6 < served["precomputed_share"] < 0.95
+    assert online["stages_us"]["rank"]["p50"] > 0 and online["stages_us"]["total"]["p50"] > 0
+    assert 0.6 < recommend["precomputed_share"] < 0.95
     assert (out / "latency.png").stat().st_size > 1000
 
 

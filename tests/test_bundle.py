@@ -139,7 +139,10 @@ def test_leftovers_of_a_killed_build_are_cleaned_and_old_versions_pruned(private
     options = BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], private_root, keep=2)
     first = build_bundle(options)
     assert first.manifest["cleaned_leftovers"] == [".tmp-vkilled"]
-    second = build_bundle(options)
+    second = build_bundle(BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], private_root,
+                                       keep=2, precompute_rankings=False))
+    assert "rankings.npz" not in second.manifest["checksums"]
+    assert load_bundle(private_root).precomputed is None
     versions = sorted(p.name for p in private_root.iterdir() if p.name.startswith("v"))
     assert versions == sorted([first.version, second.version])
     assert os.readlink(private_root / "current") == second.version
@@ -179,3 +182,26 @@ def test_build_and_recall_commands(ml100k_dataset, trained_runs, tmp_path):
     assert result.exit_code == 2 and "index kind" in result.output
     result = runner.invoke(app, ["recall", "--bundles", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "bundle not found" in result.output
+
+
+def test_precomputed_rankings_answer_exactly_as_online_recall_and_rank(bundle_root):
+    from movierec.server.pipeline import Pipeline, RecommendInput
+
+    bundle = load_bundle(bundle_root)
+    assert bundle.precomputed.num_users == len(bundle.users) == 943
+    served, online = Pipeline(bundle), Pipeline(bundle, use_precomputed=False)
+    requests = [{"n": 10}, {"n": 37, "explain": True}, {"n": 10, "include_genres": ["Drama"], "min_year": 1990},
+                {"n": 5, "shares": {"personalized": 1.0}}]
+    for raw_user in bundle.users.raw_id.to_numpy()[::47]:
+        for kwargs in requests:
+            stored = served.recommend(RecommendInput(user_id=int(raw_user), **kwargs))
+            computed = online.recommend(RecommendInput(user_id=int(raw_user), **kwargs))
+            assert stored.precomputed and not computed.precomputed
+            np.testing.assert_array_equal(stored.items, computed.items)
+            assert stored.slots == computed.slots and stored.channels == computed.channels
+            np.testing.assert_allclose(stored.scores, computed.scores, rtol=1e-5)
+            np.testing.assert_allclose(stored.rank_scores, computed.rank_scores, rtol=1e-5)
+            assert "personalized" in stored.slots and not np.isnan(stored.rank_scores).all()
+    # context (recent items, exclusions) and new users go through recall and rank online
+    for kwargs in ({"user_id": 1, "recent": [50]}, {"user_id": 1, "exclude": [50]}, {"user_id": 0, "recent": [50]}):
+        assert not served.recommend(RecommendInput(**kwargs)).precomputed
