@@ -33,6 +33,11 @@ class EvalTask:
     negatives: np.ndarray  # (len(users), num_negatives)
     num_items: int
 
+    def subset(self, keep: np.ndarray) -> "EvalTask":
+        """The same task on the users where the boolean `keep` is set."""
+        return EvalTask(self.stage, self.users[keep], self.targets[keep], self.history,
+                        self.negatives[keep], self.num_items)
+
 
 def sample_negatives(interacted: Sequences, users: np.ndarray, num_items: int,
                      count: int, seed: int) -> np.ndarray:

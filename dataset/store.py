@@ -164,6 +164,13 @@ class Catalogue:
     def user_ids(self, raw_ids) -> np.ndarray:
         return to_contiguous(self.users.user, self.users.raw_id, raw_ids)
 
+    def user_raw_ids(self) -> np.ndarray:
+        """raw MovieLens id of each contiguous user id (index 0 = unknown user -> 0)."""
+        users = self.users.sort_values("user")
+        out = np.zeros(int(users.user.max()) + 1 if len(users) else 1, dtype=np.int64)
+        out[users.user.to_numpy()] = users.raw_id.to_numpy()
+        return out
+
 
 @dataclass
 class Dataset(Catalogue):

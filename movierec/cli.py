@@ -145,8 +145,17 @@ def _metrics_table(title: str, rows: dict[str, dict], ks: List[int]) -> Table:
 MODELS = ("sasrec", "ncf")
 
 
+def _parse_range(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if not text:
+        return None
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit() or int(low) > int(high):
+        raise CLIError(f"--users takes a range of raw user ids like 1-2999, not {text!r}")
+    return int(low), int(high)
+
+
 def evaluate_run(data_dir: Path, run_dir: Path, stage: str, ks: List[int], seed: int,
-                 model: str = "sasrec") -> dict:
+                 model: str = "sasrec", users: Optional[tuple[int, int]] = None) -> dict:
     from movierec.dataset.evaluation import build_task, evaluate, popularity_scorer
     from movierec.device import use_paddle_device
 
@@ -165,6 +174,11 @@ def evaluate_run(data_dir: Path, run_dir: Path, stage: str, ks: List[int], seed:
         name = "NCF"
         scorer = ncf_scorer_for_eval(load_ncf(run_dir, features).export_scorer(), features)
     task = build_task(split, stage, sequences, dataset.num_items, seed=seed)
+    if users is not None:
+        raw = dataset.user_raw_ids()[task.users]
+        task = task.subset((raw >= users[0]) & (raw <= users[1]))
+        if not len(task.users):
+            raise CLIError(f"no user with a {stage} target has a raw id in {users[0]}-{users[1]}")
     return {
         name: evaluate(scorer, task, ks),
         "popularity": evaluate(popularity_scorer(task.history, dataset.num_items), task, ks),
@@ -730,16 +744,18 @@ def eval_command(
     k: List[int] = typer.Option([10], "--k", help="Cut-offs for HR@K and NDCG@K (repeatable)."),
     seed: int = typer.Option(2018, help="Seed for the 100 sampled negatives per user."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics here as JSON."),
+    users: Optional[str] = typer.Option(None, help="Only users whose raw MovieLens id is in this range, e.g. 1-2999."),
 ):
     """HR@K / NDCG@K of a trained model and the popularity baseline, sampled and full ranking."""
     if stage not in ("valid", "test"):
         raise CLIError(f"--stage must be 'valid' or 'test', not {stage!r}")
     if any(value <= 0 for value in k):
         raise CLIError("--k must be positive")
-    results = evaluate_run(data_dir, run_dir, stage, k, seed, model)
+    user_range = _parse_range(users)
+    results = evaluate_run(data_dir, run_dir, stage, k, seed, model, user_range)
     console.print(_metrics_table(f"{stage} metrics", results, k))
     if json_out:
-        json_out.write_text(json.dumps({"stage": stage, "data": str(data_dir), "run": str(run_dir),
+        json_out.write_text(json.dumps({"stage": stage, "data": str(data_dir), "run": str(run_dir), "users": users,
                                         "metrics": results}, indent=2))
         console.print(f"wrote {json_out}")
 

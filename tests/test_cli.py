@@ -79,6 +79,17 @@ def test_train_then_eval_end_to_end(tmp_path):
     for model in ("SASRec", "popularity"):
         for protocol in ("sampled", "full"):
             assert 0.0 <= report[model][protocol]["NDCG@5"] <= report[model][protocol]["HR@20"] <= 1.0
+    # user segments: each user counts in exactly one, so the segments' means add up to the whole
+    segments = []
+    for users in ("1-400", "401-943"):
+        out = tmp_path / f"eval-{users}.json"
+        assert run("eval", "--data", data_dir, "--run-dir", run_dir, "--users", users, "--json", out).exit_code == 0
+        segments.append(json.loads(out.read_text())["metrics"]["SASRec"]["full"]["HR@10"])
+    whole = json.loads((run_dir / "metrics.json").read_text())["test"]["SASRec"]["full"]["HR@10"]
+    assert (400 * segments[0] + 543 * segments[1]) / 943 == pytest.approx(whole)
+    for bad in ("400-1", "x", "5000-6000"):
+        result = run("eval", "--data", data_dir, "--run-dir", run_dir, "--users", bad)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     # a second train call resumes: nothing left to do at the same epoch budget
     again = run("train", "sasrec", "--data", data_dir, "--run-dir", run_dir, "--loss", "bce",
                 "--epochs", 2, "--eval-every", 1, "--maxlen", 50, "--hidden", 16)
