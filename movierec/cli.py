@@ -647,6 +647,8 @@ def bench_command(
     with_recent: float = typer.Option(0.1, help="Share of requests from known users with 3 recent items."),
     n: int = typer.Option(10, help="Items per request."),
     floor: bool = typer.Option(True, help="Also run the same load against the health check (the gRPC floor)."),
+    sweep: Optional[str] = typer.Option(None, help="Closed loop at each of these concurrencies too (e.g. 1,2,4,8,16), "
+                                                   "Recommend and floor, to find the one that maximises throughput."),
     in_process_requests: int = typer.Option(2000, help="Requests for the in-process recall/rank/blend timing (0 = skip)."),
     out: Path = typer.Option(WORKDIR / "bench", help="Where to write bench.json and latency.png."),
 ):
@@ -662,6 +664,7 @@ def bench_command(
         raise CLIError("give exactly one of --target HOST:PORT or --spawn")
     if concurrency < 1 or processes < 1 or duration <= 0 or warmup < 0 or rate < 0:
         raise CLIError("--concurrency and --processes must be >= 1, --duration > 0, --warmup and --rate >= 0")
+    levels = _parse_levels(sweep)
     bundle_path = current_version(bundles)
     if bundle_path is None or not bundle_path.is_dir():
         raise CLIError(f"{bundles} has no current bundle; run `movierec build`")
@@ -689,6 +692,8 @@ def bench_command(
         if floor:
             console.print("floor: the same load against grpc.health.v1.Health/Check")
             report["floor"], floor_latencies = loadtest.run_load(spec, floor=True)
+        if levels:
+            report["sweep"] = _concurrency_sweep(spec, levels)
     finally:
         if server is not None:
             server.terminate()
@@ -715,6 +720,8 @@ def bench_command(
     if floor and report["floor"]["count"] and report["recommend"]["count"]:
         report["p50_ratio_to_floor"] = report["recommend"]["p50_ms"] / report["floor"]["p50_ms"]
         console.print(f"Recommend p50 / floor p50 = {report['p50_ratio_to_floor']:.2f}")
+    if levels:
+        console.print(_sweep_table(report["sweep"]))
     stages = report["recommend"].get("server_stages_ms")
     if stages:
         console.print("server stages (ms, p50 / p99): " + ", ".join(
@@ -732,6 +739,53 @@ def bench_command(
     loadtest.write_json(out / "bench.json", report)
     loadtest.plot(latencies, floor_latencies, out / "latency.png", f"movierec bench: {mode}, bundle {bundle_path.name}")
     console.print(f"wrote {out / 'bench.json'} and {out / 'latency.png'}")
+
+
+def _parse_levels(text: Optional[str]) -> list[int]:
+    if not text:
+        return []
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CLIError(f"--sweep takes comma-separated concurrencies, not {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise CLIError("--sweep concurrencies must be >= 1")
+    return sorted(set(levels))
+
+
+def _concurrency_sweep(spec, levels: list[int]) -> list[dict]:
+    """Recommend and the floor in a closed loop at each concurrency (no warm-up repeated
+    beyond the spec's), keeping the summaries."""
+    from dataclasses import replace
+
+    from movierec import loadtest
+
+    rows = []
+    for level in levels:
+        console.print(f"sweep: {level} in flight")
+        at = replace(spec, concurrency=level, rate=0.0)
+        recommend, _ = loadtest.run_load(at)
+        floor, _ = loadtest.run_load(at, floor=True)
+        rows.append({"concurrency": level, "recommend": recommend, "floor": floor,
+                     "p50_ratio_to_floor": recommend["p50_ms"] / floor["p50_ms"]
+                     if recommend["count"] and floor["count"] else None})
+    return rows
+
+
+def _sweep_table(rows: list[dict]) -> Table:
+    best = max(rows, key=lambda row: row["recommend"]["throughput"])["concurrency"]
+    table = Table(title="closed-loop sweep (ms); * = the most Recommend throughput")
+    for column in ("in flight", "Recommend p50", "p99", "req/s", "floor p50", "floor req/s", "p50 / floor"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        rec, flo = row["recommend"], row["floor"]
+        if not rec["count"] or not flo["count"]:
+            table.add_row(str(row["concurrency"]), *["-"] * 6)
+            continue
+        table.add_row(f"{row['concurrency']}{' *' if row['concurrency'] == best else ''}",
+                      f"{rec['p50_ms']:.2f}", f"{rec['p99_ms']:.2f}", f"{rec['throughput']:.0f}",
+                      f"{flo['p50_ms']:.2f}", f"{flo['throughput']:.0f}", f"{row['p50_ratio_to_floor']:.2f}")
+    return table
 
 
 @app.command("eval")

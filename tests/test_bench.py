@@ -9,7 +9,7 @@ def test_bench_runs_briefly_and_reports_sane_fields(bundle_root, tmp_path):
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, ["bench", "--spawn", "--bundles", str(bundle_root), "--duration", "2",
                                       "--warmup", "0.5", "--concurrency", "4", "--processes", "1",
-                                      "--in-process-requests", "100", "--out", str(out)])
+                                      "--in-process-requests", "100", "--sweep", "2,1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     recommend, floor = report["recommend"], report["floor"]
@@ -29,6 +29,11 @@ def test_bench_runs_briefly_and_reports_sane_fields(bundle_root, tmp_path):
     assert 0.6 < served["precomputed_share"] < 0.95
     assert online["stages_us"]["rank"]["p50"] > 0 and online["stages_us"]["total"]["p50"] > 0
     assert 0.6 < recommend["precomputed_share"] < 0.95
+    assert [row["concurrency"] for row in report["sweep"]] == [1, 2]
+    for row in report["sweep"]:
+        assert row["recommend"]["count"] > 0 and row["floor"]["count"] > 0 and row["recommend"]["errors"] == 0
+        assert row["p50_ratio_to_floor"] == row["recommend"]["p50_ms"] / row["floor"]["p50_ms"]
+    assert "closed-loop sweep" in result.output
     assert (out / "latency.png").stat().st_size > 1000
 
 
@@ -39,5 +44,7 @@ def test_bench_argument_errors(bundle_root, tmp_path):
     result = runner.invoke(app, ["bench", "--spawn", "--bundles", str(bundle_root), "--new-users", "0.8",
                                  "--with-recent", "0.5"])
     assert result.exit_code == 2 and "shares" in result.output
+    result = runner.invoke(app, ["bench", "--spawn", "--bundles", str(bundle_root), "--sweep", "4,zero"])
+    assert result.exit_code == 2 and "--sweep" in result.output
     result = runner.invoke(app, ["bench", "--target", "127.0.0.1:1", "--bundles", str(tmp_path)])
     assert result.exit_code == 2 and "no current bundle" in result.output
