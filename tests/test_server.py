@@ -63,6 +63,8 @@ def test_recent_items_change_the_personalized_slot_and_are_not_returned(stub):
     assert all(0 < i.rank_score < 1 for i in after.items if i.slot == pb.SLOT_PERSONALIZED)
     cold = stub.Recommend(pb.RecommendRequest(n=10, recent_item_ids=[1, 50, 181]), timeout=10)
     assert not cold.known_user and not {i.item_id for i in cold.items} & {1, 50, 181}
+    # without context a known user's list comes from the bundle's rankings; with it, online
+    assert before.timings.precomputed and not after.timings.precomputed and not cold.timings.precomputed
 
 
 def test_exclusions_filters_and_quota_override(stub, bundle):
