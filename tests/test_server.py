@@ -165,3 +165,27 @@ def test_serve_without_a_bundle_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "no `current` bundle" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_server_without_precomputed_rankings_answers_the_same(bundle_root):
+    from movierec.server.app import ServerConfig
+
+    from conftest import LiveServer
+
+    servers = [LiveServer(ServerConfig(bundles=bundle_root, address="127.0.0.1:0", watch_interval=0,
+                                       use_precomputed=flag)) for flag in (True, False)]
+    try:
+        channels = [grpc.insecure_channel(s.target) for s in servers]
+        stored, online = [pb_grpc.RecommenderStub(c) for c in channels]
+        for user in (1, 7, 250, 943):
+            request = pb.RecommendRequest(user_id=user, n=20, explain=True)
+            a, b = stored.Recommend(request, timeout=10), online.Recommend(request, timeout=10)
+            assert a.timings.precomputed and not b.timings.precomputed
+            assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+            assert [list(i.channels) for i in a.items] == [list(i.channels) for i in b.items]
+            assert [i.score for i in a.items] == pytest.approx([i.score for i in b.items], rel=1e-5)
+        for channel in channels:
+            channel.close()
+    finally:
+        for live in servers:
+            live.stop()
