@@ -28,6 +28,7 @@ from movierec.training import CheckpointError, RunDir, TrainState, fit, load_mod
 
 LOSSES = ("bce", "ce", "sampled-ce")
 WINDOWS = ("last", "random")
+WEIGHTINGS = ("batch", "position")
 
 
 @dataclass
@@ -47,6 +48,9 @@ class SASRecConfig:
     loss: str = "bce"
     num_negatives: int = 256      # for 'sampled-ce'
     window: str = "last"          # training window of long histories: 'last' (paper) or 'random'
+    weighting: str = "batch"      # loss per batch: its positions' mean ('batch'), or their sum over
+                                  # the epoch's mean positions per batch ('position': every position
+                                  # weighs the same, as in batches that mix long and short users)
     patience: int = 10            # evaluations without improvement before stopping
     eval_every: int = 5
     monitor: str = "full.NDCG@10"
@@ -57,6 +61,8 @@ class SASRecConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.window not in WINDOWS:
             raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {self.window!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, not {self.weighting!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         for name in ("maxlen", "hidden", "blocks", "heads", "batch_size", "epochs",
@@ -247,6 +253,10 @@ class TrainingBatches:
     def __len__(self) -> int:
         return len(self.users)
 
+    def positions_per_batch(self, batch_size: int) -> float:
+        """Mean count of real target positions in a batch of an epoch."""
+        return float(self.lengths.sum()) / math.ceil(len(self.users) / batch_size)
+
     def epoch(self, batch_size: int, rng: np.random.Generator):
         """Batches of users of similar length, in random order, trimmed of all-padding columns.
 
@@ -281,6 +291,16 @@ class TrainingBatches:
 def batch_loss(model: SASRec, config: SASRecConfig, batches: TrainingBatches,
                users: np.ndarray, inputs: np.ndarray, targets: np.ndarray,
                rng: np.random.Generator):
+    loss = _position_losses(model, config, batches, users, inputs, targets, rng)
+    if config.weighting == "batch":
+        return loss.mean()
+    return loss.sum() / batches.positions_per_batch(config.batch_size)
+
+
+def _position_losses(model: SASRec, config: SASRecConfig, batches: TrainingBatches,
+                     users: np.ndarray, inputs: np.ndarray, targets: np.ndarray,
+                     rng: np.random.Generator):
+    """The loss at each real (non-padding) target position of the batch."""
     states = model(paddle.to_tensor(inputs))
     d = config.hidden
     flat = np.flatnonzero(targets.reshape(-1))  # only real (non-padding) positions
@@ -289,19 +309,19 @@ def batch_loss(model: SASRec, config: SASRecConfig, batches: TrainingBatches,
     item_weight = model.item_emb.weight
     if config.loss == "ce":
         logits = paddle.matmul(states, item_weight, transpose_y=True)
-        return F.cross_entropy(logits, positives)
+        return F.cross_entropy(logits, positives, reduction="none")
     pos_logits = (states * F.embedding(positives, item_weight)).sum(-1)
     if config.loss == "bce":
         negatives = batches.negatives(users, targets.shape, rng).reshape(-1)[flat]
         neg_logits = (states * F.embedding(paddle.to_tensor(negatives), item_weight)).sum(-1)
-        return (F.binary_cross_entropy_with_logits(pos_logits, paddle.ones_like(pos_logits))
-                + F.binary_cross_entropy_with_logits(neg_logits, paddle.zeros_like(neg_logits))) / 2
+        return (F.binary_cross_entropy_with_logits(pos_logits, paddle.ones_like(pos_logits), reduction="none")
+                + F.binary_cross_entropy_with_logits(neg_logits, paddle.zeros_like(neg_logits), reduction="none")) / 2
     shared = rng.integers(1, batches.num_items + 1, size=config.num_negatives)
     neg_logits = paddle.matmul(states, F.embedding(paddle.to_tensor(shared), item_weight), transpose_y=True)
     accidental = paddle.to_tensor(shared[None, :] == targets.reshape(-1)[flat][:, None])
     neg_logits = paddle.where(accidental, paddle.full_like(neg_logits, -1e9), neg_logits)
     logits = paddle.concat([pos_logits.unsqueeze(-1), neg_logits], axis=1)
-    return F.cross_entropy(logits, paddle.zeros([logits.shape[0]], dtype="int64"))
+    return F.cross_entropy(logits, paddle.zeros([logits.shape[0]], dtype="int64"), reduction="none")
 
 
 def build_model(num_items: int, config: SASRecConfig) -> SASRec:

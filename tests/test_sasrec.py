@@ -89,11 +89,29 @@ def test_every_loss_gives_gradients(loss):
     assert float(m.item_emb.weight.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("loss", ["bce", "ce", "sampled-ce"])
+def test_position_weighting_scales_each_batch_by_its_share_of_positions(loss):
+    m = model(loss=loss, num_negatives=8, batch_size=2)
+    m.eval()  # no dropout: both weightings see the same forward pass
+    train = Sequences.from_lists([[], list(range(1, 4)), list(range(1, 6)), list(range(5, 20)), list(range(2, 30))])
+    batches = TrainingBatches(train, 40, 12)
+    assert batches.positions_per_batch(2) == pytest.approx((2 + 4 + 12 + 12) / 2)
+    for users, inputs, targets in batches.epoch(2, np.random.default_rng(0)):
+        mean = batch_loss(m, m.config, batches, users, inputs, targets, np.random.default_rng(1))
+        by_position = batch_loss(m, SASRecConfig(**{**TINY, "loss": loss, "num_negatives": 8,
+                                                                 "batch_size": 2, "weighting": "position"}),
+                                 batches, users, inputs, targets, np.random.default_rng(1))
+        share = (targets != 0).sum() / batches.positions_per_batch(2)
+        assert float(by_position) == pytest.approx(float(mean) * share, rel=1e-5)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="loss"):
         SASRecConfig(loss="mse")
     with pytest.raises(ValueError, match="divisible"):
         SASRecConfig(hidden=50, heads=3)
+    with pytest.raises(ValueError, match="weighting"):
+        SASRecConfig(weighting="user")
 
 
 @pytest.fixture(scope="module")
