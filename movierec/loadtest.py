@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from queue import Empty
 
@@ -73,6 +73,11 @@ def _requests(spec: LoadSpec, worker: int, count: int):
                 request.recent_item_ids.extend(int(i) for i in rng.choice(spec.items, 3, replace=False))
         out.append(request)
     return out
+
+
+def calls_in_flight(concurrency: int, processes: int, worker: int) -> int:
+    """Worker `worker`'s share of a closed loop's calls in flight; the shares add up exactly."""
+    return concurrency // processes + (worker < concurrency % processes)
 
 
 async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
@@ -132,7 +137,7 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
                 next_at += interval
             await asyncio.gather(*tasks)
         else:
-            inflight = max(1, round(spec.concurrency * share))
+            inflight = calls_in_flight(spec.concurrency, spec.processes, worker)
 
             async def loop() -> None:
                 while time.perf_counter() < end:
@@ -164,6 +169,8 @@ def summarise(latencies: np.ndarray, duration: float) -> dict:
 
 def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
     """Drive the load from `spec.processes` client processes and merge what they measured."""
+    if not spec.rate and spec.concurrency < spec.processes:  # a process per call in flight at most
+        spec = replace(spec, processes=spec.concurrency)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     workers = [ctx.Process(target=_worker, args=(spec, w, floor, queue)) for w in range(spec.processes)]

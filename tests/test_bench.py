@@ -37,6 +37,14 @@ def test_bench_runs_briefly_and_reports_sane_fields(bundle_root, tmp_path):
     assert (out / "latency.png").stat().st_size > 1000
 
 
+def test_closed_loop_calls_are_split_exactly_over_client_processes():
+    from movierec.loadtest import calls_in_flight
+
+    for concurrency, processes in ((1, 1), (4, 2), (5, 2), (7, 3), (16, 4)):
+        shares = [calls_in_flight(concurrency, processes, w) for w in range(processes)]
+        assert sum(shares) == concurrency and max(shares) - min(shares) <= 1
+
+
 def test_bench_argument_errors(bundle_root, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["bench", "--bundles", str(bundle_root)])
