@@ -12,6 +12,7 @@ the others, so exactly n items come back whenever the catalogue allows.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,12 @@ DEFAULT_SHARES = {"popular": 0.2, "new": 0.3, "personalized": 0.5}
 
 
 def slot_sizes(n: int, shares: dict[str, float]) -> dict[str, int]:
+    return dict(_slot_sizes(n, tuple(float(shares.get(s, 0.0)) for s in SLOTS)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _slot_sizes(n: int, shares_in_slot_order: tuple) -> tuple:
+    shares = dict(zip(SLOTS, shares_in_slot_order))
     total = sum(max(shares.get(s, 0.0), 0.0) for s in SLOTS)
     if n < 0 or total <= 0:
         raise ValueError("n must be >= 0 and at least one share positive")
@@ -30,7 +37,7 @@ def slot_sizes(n: int, shares: dict[str, float]) -> dict[str, int]:
     by_remainder = sorted(SLOTS, key=lambda s: (-(exact[s] - sizes[s]), SLOTS.index(s)))
     for slot in by_remainder[:leftover]:
         sizes[slot] += 1
-    return sizes
+    return tuple(sizes.items())
 
 
 @dataclass
@@ -60,16 +67,20 @@ def blend(n: int, shares: dict[str, float], lists: dict[str, SlotList], allowed:
         candidates = lists.get(slot)
         if candidates is None or count <= 0:
             return 0
-        rest = candidates.items[cursor[slot]:]
-        ok = np.flatnonzero(allowed[rest])[:count]
-        if len(ok):
-            chosen = cursor[slot] + ok
-            cursor[slot] = int(chosen[-1]) + 1
-            allowed[candidates.items[chosen]] = False
-            picked[slot].append(chosen)
-        else:
-            cursor[slot] = len(candidates.items)
-        return len(ok)
+        # scan a window a few times the count first: the lists run to the whole catalogue
+        start, window, found = cursor[slot], 4 * count + 16, 0
+        while found < count and start < len(candidates.items):
+            part = candidates.items[start:start + window]
+            ok = np.flatnonzero(allowed[part])[:count - found]
+            if len(ok):
+                chosen = start + ok
+                allowed[candidates.items[chosen]] = False
+                picked[slot].append(chosen)
+                found += len(ok)
+            start = int(chosen[-1]) + 1 if found == count else start + len(part)
+            window *= 4
+        cursor[slot] = start
+        return found
 
     short = 0
     for slot in SLOTS:

@@ -156,6 +156,9 @@ class RecommenderService(pb_grpc.RecommenderServicer):
     def __init__(self, holder: BundleHolder, metrics: Metrics):
         self.holder = holder
         self.metrics = metrics
+        # the per-request series, looked up once
+        self.stage_latency = {stage: metrics.latency.labels(stage) for stage in ("recall", "rank", "blend", "total")}
+        self.ok_requests = metrics.requests.labels("OK")
 
     async def _abort(self, context, code: grpc.StatusCode, message: str):
         self.metrics.requests.labels(code.name).inc()
@@ -177,23 +180,23 @@ class RecommenderService(pb_grpc.RecommenderServicer):
         except Exception:
             log.exception("Recommend failed")
             await self._abort(context, grpc.StatusCode.INTERNAL, "internal error")
-        response = pb.RecommendResponse(bundle_version=result.bundle_version, known_user=result.known_user,
-                                        ignored_item_ids=result.ignored)
-        for k in range(len(result.items)):
-            item = response.items.add(item_id=int(result.items[k]), title=result.titles[k],
-                                      score=float(result.scores[k]), slot=SLOT_ENUM[result.slots[k]])
+        t = result.timings_ms
+        response = pb.RecommendResponse(
+            bundle_version=result.bundle_version, known_user=result.known_user, ignored_item_ids=result.ignored,
+            timings=pb.StageTimings(recall_ms=t["recall"], rank_ms=t["rank"], blend_ms=t["blend"],
+                                    total_ms=t["total"], precomputed=result.precomputed))
+        add = response.items.add
+        for k, (item_id, title, score, slot) in enumerate(zip(result.items.tolist(), result.titles,
+                                                               result.scores.tolist(), result.slots)):
+            item = add(item_id=item_id, title=title, score=score, slot=SLOT_ENUM[slot])
             if request.explain:
                 item.channels.extend(result.channels[k])
                 if result.rank_scores[k] == result.rank_scores[k]:  # not NaN
                     item.rank_score = float(result.rank_scores[k])
-        t = result.timings_ms
-        response.timings.CopyFrom(pb.StageTimings(recall_ms=t["recall"], rank_ms=t["rank"],
-                                                  blend_ms=t["blend"], total_ms=t["total"],
-                                                  precomputed=result.precomputed))
         for stage in ("recall", "rank", "blend"):
-            self.metrics.latency.labels(stage).observe(t[stage] / 1000)
-        self.metrics.latency.labels("total").observe(time.perf_counter() - started)
-        self.metrics.requests.labels("OK").inc()
+            self.stage_latency[stage].observe(t[stage] / 1000)
+        self.stage_latency["total"].observe(time.perf_counter() - started)
+        self.ok_requests.inc()
         return response
 
     async def GetBundleInfo(self, request, context):

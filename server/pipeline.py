@@ -22,6 +22,7 @@ from movierec.recall.channels import CHANNELS
 MAX_N = 200
 MAX_LIST = 1000  # recent / exclude ids per request
 GENRE_INDEX = {g.lower(): j for j, g in enumerate(GENRES)}
+NO_ITEMS = np.zeros(0, dtype=np.int64)
 
 
 class RequestError(ValueError):
@@ -95,6 +96,8 @@ class Pipeline:
     # ---------------------------------------------------------------- inputs
 
     def _items(self, raw_ids: list, name: str) -> tuple[np.ndarray, list]:
+        if not raw_ids:
+            return NO_ITEMS, []
         if len(raw_ids) > MAX_LIST:
             raise RequestError(f"{name} holds {len(raw_ids)} ids; at most {MAX_LIST}")
         ids = np.array([self.item_of_raw.get(int(r), 0) for r in raw_ids], dtype=np.int64)
@@ -149,7 +152,9 @@ class Pipeline:
         recent, ignored_recent = self._items(inp.recent, "recent_item_ids")
         exclude, ignored_exclude = self._items(inp.exclude, "exclude_item_ids")
         features = bundle.user_features[user] if user else self._new_user_features(inp)
-        blocked = np.concatenate([bundle.recaller.history(user), recent, exclude])
+        blocked = bundle.recaller.history(user)
+        if len(recent) or len(exclude):
+            blocked = np.concatenate([blocked, recent, exclude])
         allowed = self._allowed(inp, blocked)
 
         ranked = None
