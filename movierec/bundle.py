@@ -354,7 +354,7 @@ def load_bundle(path: str | Path, verify_checksums: bool = True, with_rankings: 
     try:
         seen = np.load(path / "seen.npz", allow_pickle=False)
         history = Sequences(seen["indptr"], seen["items"])
-        config = SASRecConfig(**json.loads((path / "sasrec.config.json").read_text()))
+        config = SASRecConfig.from_saved(json.loads((path / "sasrec.config.json").read_text()))
         items = pd.read_parquet(path / "items.parquet")
         users = pd.read_parquet(path / "users.parquet")
         sasrec = SASRecInference(load_tensors(path / "sasrec.model.npz"), config)

@@ -223,9 +223,9 @@ def train_sasrec_command(
     num_negatives: int = typer.Option(256, help="Shared negatives per batch for --loss sampled-ce."),
     window: str = typer.Option("last", help="Training window of histories longer than --maxlen: 'last' "
                                "(the paper) or 'random' (a window drawn anew each epoch)."),
-    weighting: str = typer.Option("batch", help="Loss of a batch (users of similar length): 'batch' (the mean "
-                                  "over its positions) or 'position' (every position weighs the same "
-                                  "across the epoch, as in batches of mixed lengths)."),
+    weighting: str = typer.Option("position", help="Loss of a batch (users of similar length): 'position' "
+                                  "(every position weighs the same across the epoch, as in the paper's "
+                                  "batches of mixed lengths) or 'batch' (the mean over its positions)."),
     eval_every: int = typer.Option(5, help="Validate every N epochs."),
     patience: int = typer.Option(10, help="Stop after N validations without improvement."),
     monitor: str = typer.Option("full.NDCG@10", help="Validation metric that picks the best checkpoint."),
@@ -420,7 +420,7 @@ def build(
         started = time.perf_counter()
         train_sasrec_command(data_dir=data_dir, run_dir=sasrec_run, loss="ce", epochs=sasrec_epochs, maxlen=200,
                              hidden=50, blocks=2, heads=1, dropout=0.2, lr=1e-3, batch_size=128,
-                             num_negatives=256, window="last", weighting="batch", eval_every=5, patience=10,
+                             num_negatives=256, window="last", weighting="position", eval_every=5, patience=10,
                              monitor="full.NDCG@10", seed=42, resume=True)
         train_ncf_command(data_dir=data_dir, run_dir=ncf_run, posters=posters, use_posters=True,
                           side_features=True, mlp=True,

@@ -169,7 +169,8 @@ def fit(
     config_dict = json.loads(json.dumps(asdict(config)))
     if run.has_checkpoint():
         try:  # through the dataclass, so settings added since the run was made take their defaults
-            saved = json.loads(json.dumps(asdict(type(config)(**run.read_config()))))
+            restore = getattr(type(config), "from_saved", None) or (lambda saved: type(config)(**saved))
+            saved = json.loads(json.dumps(asdict(restore(run.read_config()))))
         except TypeError as exc:
             raise CheckpointError(f"{run.path} holds a run of another model ({exc})") from exc
         changed = sorted(k for k in set(saved) | set(config_dict)

@@ -48,13 +48,18 @@ class SASRecConfig:
     loss: str = "bce"
     num_negatives: int = 256      # for 'sampled-ce'
     window: str = "last"          # training window of long histories: 'last' (paper) or 'random'
-    weighting: str = "batch"      # loss per batch: its positions' mean ('batch'), or their sum over
-                                  # the epoch's mean positions per batch ('position': every position
-                                  # weighs the same, as in batches that mix long and short users)
+    weighting: str = "position"   # loss per batch: its positions' sum over the epoch's mean positions
+                                  # per batch ('position': every position weighs the same, as in the
+                                  # paper's batches of mixed lengths), or their mean ('batch')
     patience: int = 10            # evaluations without improvement before stopping
     eval_every: int = 5
     monitor: str = "full.NDCG@10"
     seed: int = 42
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "SASRecConfig":
+        """A run's saved settings; runs saved before `weighting` existed trained with 'batch'."""
+        return cls(**{"weighting": "batch", **saved})
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -369,7 +374,7 @@ def load_sasrec(run_dir: str | Path, num_items: int, which: str = "best") -> SAS
     run = RunDir(run_dir)
     if not run.config.is_file():
         raise CheckpointError(f"{run_dir} holds no SASRec run (no config.json)")
-    config = SASRecConfig(**run.read_config())
+    config = SASRecConfig.from_saved(run.read_config())
     model = SASRec(num_items, config)
     load_model_weights(model, run.best_model if which == "best" else run.last_model)
     model.eval()

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import paddle
 import pytest
@@ -91,7 +93,7 @@ def test_every_loss_gives_gradients(loss):
 
 @pytest.mark.parametrize("loss", ["bce", "ce", "sampled-ce"])
 def test_position_weighting_scales_each_batch_by_its_share_of_positions(loss):
-    m = model(loss=loss, num_negatives=8, batch_size=2)
+    m = model(loss=loss, num_negatives=8, batch_size=2, weighting="batch")
     m.eval()  # no dropout: both weightings see the same forward pass
     train = Sequences.from_lists([[], list(range(1, 4)), list(range(1, 6)), list(range(5, 20)), list(range(2, 30))])
     batches = TrainingBatches(train, 40, 12)
@@ -147,6 +149,15 @@ def test_resume_refuses_other_settings(ml100k_split, tmp_path):
     train_sasrec(split.train, dataset.num_items, _small_config(epochs=1), tmp_path / "r", task)
     with pytest.raises(CheckpointError, match="hidden"):
         train_sasrec(split.train, dataset.num_items, _small_config(epochs=1, hidden=16), tmp_path / "r", task)
+    # a run saved before `weighting` existed trained with per-batch means: it resumes only as such
+    config_file = tmp_path / "r" / "config.json"
+    saved = json.loads(config_file.read_text())
+    del saved["weighting"]
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="weighting"):
+        train_sasrec(split.train, dataset.num_items, _small_config(epochs=2), tmp_path / "r", task)
+    train_sasrec(split.train, dataset.num_items, _small_config(epochs=2, weighting="batch"), tmp_path / "r", task)
+    assert load_sasrec(tmp_path / "r", dataset.num_items).config.weighting == "batch"
 
 
 def test_sasrec_learns_and_beats_popularity_under_both_protocols(ml100k_split, tmp_path):
