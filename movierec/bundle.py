@@ -311,7 +311,7 @@ class Bundle(Catalogue):
         return int(self.user_ids([raw_id])[0])
 
 
-def verify(path: Path, checksums: bool = True) -> dict:
+def verify(path: Path) -> dict:
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"{path} is not a bundle (no manifest.json)")
@@ -322,8 +322,6 @@ def verify(path: Path, checksums: bool = True) -> dict:
     if manifest.get("bundle_format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: bundle format {manifest.get('bundle_format')!r}, this movierec "
                           f"reads {BUNDLE_FORMAT}; rebuild it with `movierec build`")
-    if not checksums:
-        return manifest
     checksums = manifest.get("checksums", {})
     for name, expected in checksums.items():
         file = path / name
@@ -350,7 +348,7 @@ def load_bundle(path: str | Path, verify_checksums: bool = True, with_rankings: 
         path = resolved
     if not path.is_dir():
         raise BundleError(f"bundle not found: {path}")
-    manifest = verify(path, verify_checksums) if verify_checksums else {"version": path.name}
+    manifest = verify(path) if verify_checksums else {"version": path.name}
     try:
         seen = np.load(path / "seen.npz", allow_pickle=False)
         history = Sequences(seen["indptr"], seen["items"])
