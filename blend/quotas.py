@@ -22,16 +22,17 @@ DEFAULT_SHARES = {"popular": 0.2, "new": 0.3, "personalized": 0.5}
 
 
 def slot_sizes(n: int, shares: dict[str, float]) -> dict[str, int]:
-    return dict(_slot_sizes(n, tuple(float(shares.get(s, 0.0)) for s in SLOTS)))
+    return dict(_slot_sizes(n, tuple(max(float(shares.get(s, 0.0)), 0.0) for s in SLOTS)))
 
 
 @functools.lru_cache(maxsize=1024)
 def _slot_sizes(n: int, shares_in_slot_order: tuple) -> tuple:
+    """Cached per (n, shares): the same few combinations come with nearly every request."""
     shares = dict(zip(SLOTS, shares_in_slot_order))
-    total = sum(max(shares.get(s, 0.0), 0.0) for s in SLOTS)
+    total = sum(shares.values())
     if n < 0 or total <= 0:
         raise ValueError("n must be >= 0 and at least one share positive")
-    exact = {s: n * max(shares.get(s, 0.0), 0.0) / total for s in SLOTS}
+    exact = {s: n * shares[s] / total for s in SLOTS}
     sizes = {s: int(np.floor(exact[s] + 1e-9)) for s in SLOTS}
     leftover = n - sum(sizes.values())
     by_remainder = sorted(SLOTS, key=lambda s: (-(exact[s] - sizes[s]), SLOTS.index(s)))

@@ -166,10 +166,7 @@ class Catalogue:
 
     def user_raw_ids(self) -> np.ndarray:
         """raw MovieLens id of each contiguous user id (index 0 = unknown user -> 0)."""
-        users = self.users.sort_values("user")
-        out = np.zeros(int(users.user.max()) + 1 if len(users) else 1, dtype=np.int64)
-        out[users.user.to_numpy()] = users.raw_id.to_numpy()
-        return out
+        return np.concatenate([[0], self.users.raw_id.to_numpy()])
 
 
 @dataclass

@@ -448,13 +448,13 @@ def build(
         console.print(f"cleaned leftovers of interrupted builds: {', '.join(manifest['cleaned_leftovers'])}")
 
 
-def _parse_ids(text: Optional[str], option: str) -> list[int]:
+def _parse_ids(text: Optional[str], option: str, what: str = "movie ids") -> list[int]:
     if not text:
         return []
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise CLIError(f"{option} takes comma-separated movie ids, not {text!r}") from None
+        raise CLIError(f"{option} takes comma-separated {what}, not {text!r}") from None
 
 
 @app.command()
@@ -696,7 +696,8 @@ def bench_command(
             console.print("floor: the same load against grpc.health.v1.Health/Check")
             report["floor"], floor_latencies = loadtest.run_load(spec, floor=True)
         if levels:
-            report["sweep"] = _concurrency_sweep(spec, levels)
+            report["sweep"] = loadtest.concurrency_sweep(
+                spec, levels, on_level=lambda level: console.print(f"sweep: {level} in flight"))
     finally:
         if server is not None:
             server.terminate()
@@ -745,34 +746,10 @@ def bench_command(
 
 
 def _parse_levels(text: Optional[str]) -> list[int]:
-    if not text:
-        return []
-    try:
-        levels = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise CLIError(f"--sweep takes comma-separated concurrencies, not {text!r}") from None
-    if not levels or min(levels) < 1:
+    levels = _parse_ids(text, "--sweep", "concurrencies")
+    if text and (not levels or min(levels) < 1):
         raise CLIError("--sweep concurrencies must be >= 1")
     return sorted(set(levels))
-
-
-def _concurrency_sweep(spec, levels: list[int]) -> list[dict]:
-    """Recommend and the floor in a closed loop at each concurrency (no warm-up repeated
-    beyond the spec's), keeping the summaries."""
-    from dataclasses import replace
-
-    from movierec import loadtest
-
-    rows = []
-    for level in levels:
-        console.print(f"sweep: {level} in flight")
-        at = replace(spec, concurrency=level, rate=0.0)
-        recommend, _ = loadtest.run_load(at)
-        floor, _ = loadtest.run_load(at, floor=True)
-        rows.append({"concurrency": level, "recommend": recommend, "floor": floor,
-                     "p50_ratio_to_floor": recommend["p50_ms"] / floor["p50_ms"]
-                     if recommend["count"] and floor["count"] else None})
-    return rows
 
 
 def _sweep_table(rows: list[dict]) -> Table:

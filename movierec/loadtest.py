@@ -209,6 +209,21 @@ def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
     return summary, latencies
 
 
+def concurrency_sweep(spec: LoadSpec, levels: list[int], on_level=None) -> list[dict]:
+    """Recommend and the floor in a closed loop at each concurrency, keeping the summaries."""
+    rows = []
+    for level in levels:
+        if on_level:
+            on_level(level)
+        at = replace(spec, concurrency=level, rate=0.0)
+        recommend, _ = run_load(at)
+        floor, _ = run_load(at, floor=True)
+        rows.append({"concurrency": level, "recommend": recommend, "floor": floor,
+                     "p50_ratio_to_floor": recommend["p50_ms"] / floor["p50_ms"]
+                     if recommend["count"] and floor["count"] else None})
+    return rows
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
