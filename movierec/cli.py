@@ -228,6 +228,10 @@ def train_sasrec_command(
                                   "batches of mixed lengths) or 'batch' (the mean over its positions)."),
     eval_every: int = typer.Option(5, help="Validate every N epochs."),
     patience: int = typer.Option(10, help="Stop after N validations without improvement."),
+    lr_decay: float = typer.Option(1.0, help="Multiply the learning rate by this after --lr-patience "
+                                   "validations without improvement (reduce on plateau); 1 keeps it constant. "
+                                   "May change when a run resumes."),
+    lr_patience: int = typer.Option(3, help="Validations without improvement before each --lr-decay."),
     monitor: str = typer.Option("full.NDCG@10", help="Validation metric that picks the best checkpoint."),
     seed: int = typer.Option(42, help="Seed for initialisation, sampling and dropout."),
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
@@ -238,7 +242,8 @@ def train_sasrec_command(
     config = SASRecConfig(maxlen=maxlen, hidden=hidden, blocks=blocks, heads=heads, dropout=dropout,
                           lr=lr, batch_size=batch_size, epochs=epochs, loss=loss,
                           num_negatives=num_negatives, window=window, weighting=weighting,
-                          patience=patience, eval_every=eval_every, monitor=monitor, seed=seed)
+                          patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+                          eval_every=eval_every, monitor=monitor, seed=seed)
     run_dir = run_dir or _default_run_dir(data_dir, loss)
     device, dataset, sequences, split, valid_task = _prepare_run(data_dir, run_dir, resume)
     console.print(f"training SASRec ({loss}) on [cyan]{dataset.name}[/] "
@@ -307,6 +312,10 @@ def train_ncf_command(
     batch_size: int = typer.Option(1024, help="Positives per batch (each with its negatives)."),
     eval_every: int = typer.Option(1, help="Validate every N epochs."),
     patience: int = typer.Option(5, help="Stop after N validations without improvement."),
+    lr_decay: float = typer.Option(1.0, help="Multiply the learning rate by this after --lr-patience "
+                                   "validations without improvement (reduce on plateau); 1 keeps it constant. "
+                                   "May change when a run resumes."),
+    lr_patience: int = typer.Option(3, help="Validations without improvement before each --lr-decay."),
     monitor: str = typer.Option("sampled.HR@10", help="Validation metric that picks the best checkpoint."),
     seed: int = typer.Option(42, help="Seed for initialisation, sampling and dropout."),
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
@@ -324,7 +333,8 @@ def train_ncf_command(
     config = NCFConfig(gmf_dim=gmf_dim, mlp_layers=layers, side_dim=side_dim, poster_dim=poster_dim,
                        dropout=dropout, mlp=mlp, side_features=side_features, posters=posters is not None,
                        lr=lr, batch_size=batch_size, epochs=epochs, num_negatives=num_negatives,
-                       sampler=sampler, loss=loss, patience=patience, eval_every=eval_every,
+                       sampler=sampler, loss=loss, patience=patience, lr_decay=lr_decay,
+                       lr_patience=lr_patience, eval_every=eval_every,
                        monitor=monitor, seed=seed)
     run_dir = run_dir or WORKDIR / "runs" / f"ncf-{data_dir.name}"
     device, dataset, sequences, split, valid_task = _prepare_run(data_dir, run_dir, resume)

@@ -15,12 +15,20 @@ import numpy as np
 
 from movierec.errors import MovieRecError
 
-# Settings a resumed run may change: they extend or shorten training, not what is trained.
-BUDGET_SETTINGS = frozenset({"epochs", "patience"})
+# Settings a resumed run may change: they extend, shorten or anneal training from where it
+# stands, not what was trained up to there.
+RESUMABLE_SETTINGS = frozenset({"epochs", "patience", "lr_decay", "lr_patience"})
 
 
 class CheckpointError(MovieRecError):
     """A run directory or checkpoint that cannot be used (missing, corrupt, other settings)."""
+
+
+def check_lr_schedule(lr_decay: float, lr_patience: int) -> None:
+    if not 0.0 < lr_decay <= 1.0:
+        raise ValueError("lr_decay must be in (0, 1]")
+    if lr_patience <= 0:
+        raise ValueError("lr_patience must be positive")
 
 
 def seed_everything(seed: int) -> None:
@@ -86,6 +94,8 @@ class TrainState:
     bad_evals: int = 0
     history: list = field(default_factory=list)
     train_seconds: float = 0.0
+    lr: float | None = None             # learning rate now (None: the config's, never decayed)
+    plateau_evals: int = 0              # evaluations without improvement since the last lr change
 
 
 class RunDir:
@@ -157,13 +167,17 @@ def fit(
     eval_every: int = 1,
     seed: int = 0,
     on_epoch: Callable[[TrainState, dict], None] | None = None,
+    lr_decay: float = 1.0,
+    lr_patience: int = 1,
 ) -> TrainState:
     """Train for `epochs`, resuming from `run`'s last checkpoint when there is one.
 
     `validate()` returns nested metrics ({'full': {'NDCG@10': ...}, ...}); `monitor` names
     one as 'full.NDCG@10'. The best weights by it go to `best.model.npz`; training stops
-    after `patience` evaluations without improvement. Each epoch reseeds from (seed, epoch),
-    so a resumed run takes the same path as an uninterrupted one.
+    after `patience` evaluations without improvement. With `lr_decay` < 1 the learning rate
+    is multiplied by it after every `lr_patience` evaluations without improvement (reduce on
+    plateau). Each epoch reseeds from (seed, epoch), and the current learning rate is part of
+    the state, so a resumed run takes the same path as an uninterrupted one.
     """
     run.path.mkdir(parents=True, exist_ok=True)
     config_dict = json.loads(json.dumps(asdict(config)))
@@ -174,7 +188,7 @@ def fit(
         except TypeError as exc:
             raise CheckpointError(f"{run.path} holds a run of another model ({exc})") from exc
         changed = sorted(k for k in set(saved) | set(config_dict)
-                         if saved.get(k) != config_dict.get(k) and k not in BUDGET_SETTINGS)
+                         if saved.get(k) != config_dict.get(k) and k not in RESUMABLE_SETTINGS)
         if changed:
             raise CheckpointError(f"{run.path} holds a run with other settings ({', '.join(changed)}); "
                                   "use a new --run-dir or pass --no-resume to start over")
@@ -185,6 +199,9 @@ def fit(
     else:
         state = TrainState()
         write_json(run.config, config_dict)
+    if state.lr is None:
+        state.lr = float(optimizer.get_lr())
+    optimizer.set_lr(state.lr)
 
     group, key = monitor.split(".", 1)
     while state.epoch < epochs and state.bad_evals < patience:
@@ -194,17 +211,24 @@ def fit(
         model.train()
         loss = float(train_epoch(epoch))
         state.train_seconds += time.perf_counter() - started
-        record = {"epoch": epoch, "loss": loss, "train_seconds": round(state.train_seconds, 2)}
+        record = {"epoch": epoch, "loss": loss, "lr": state.lr,
+                  "train_seconds": round(state.train_seconds, 2)}
         if epoch % eval_every == 0 or epoch == epochs:
             model.eval()
             metrics = validate()
             record["valid"] = metrics
             value = metrics[group][key]
             if value > state.best_metric:
-                state.best_metric, state.best_epoch, state.bad_evals = value, epoch, 0
+                state.best_metric, state.best_epoch = value, epoch
+                state.bad_evals = state.plateau_evals = 0
                 save_tensors(run.best_model, model.state_dict())
             else:
                 state.bad_evals += 1
+                state.plateau_evals += 1
+                if lr_decay < 1.0 and state.plateau_evals >= lr_patience:
+                    state.lr *= lr_decay
+                    state.plateau_evals = 0
+                    optimizer.set_lr(state.lr)
         state.epoch = epoch
         state.history.append(record)
         save_tensors(run.last_model, model.state_dict())

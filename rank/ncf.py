@@ -28,7 +28,8 @@ import paddle.nn.functional as F
 from movierec.dataset.evaluation import EvalTask, evaluate
 from movierec.dataset.sequences import Sequences
 from movierec.recall.posters import load_posters
-from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights, optimise_epoch
+from movierec.training import (CheckpointError, RunDir, TrainState, check_lr_schedule, fit,
+                               load_model_weights, optimise_epoch)
 
 LOSSES = ("bce", "bpr")
 SAMPLERS = ("uniform", "popularity")
@@ -54,6 +55,8 @@ class NCFConfig:
     sampler: str = "uniform"
     loss: str = "bce"
     patience: int = 5
+    lr_decay: float = 1.0         # lr times this after lr_patience evaluations without
+    lr_patience: int = 3          # improvement (1.0: constant lr)
     eval_every: int = 1
     monitor: str = "sampled.HR@10"
     seed: int = 42
@@ -72,6 +75,7 @@ class NCFConfig:
                 raise ValueError(f"{name} must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        check_lr_schedule(self.lr_decay, self.lr_patience)
 
 
 def year_bucket(years: np.ndarray) -> np.ndarray:
@@ -398,7 +402,8 @@ def train_ncf(train: Sequences, features: Features, config: NCFConfig, run_dir: 
         return evaluate(ncf_scorer_for_eval(model.export_scorer(), features), valid_task)
 
     state = fit(run, model, optimizer, config, train_epoch, validate, config.monitor,
-                config.epochs, config.patience, config.eval_every, config.seed, on_epoch)
+                config.epochs, config.patience, config.eval_every, config.seed, on_epoch,
+                config.lr_decay, config.lr_patience)
     load_model_weights(model, run.best_model if run.best_model.is_file() else run.last_model)
     model.eval()
     return model, state

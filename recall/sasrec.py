@@ -24,7 +24,8 @@ import paddle.nn.functional as F
 
 from movierec.dataset.evaluation import EvalTask, evaluate
 from movierec.dataset.sequences import Sequences
-from movierec.training import CheckpointError, RunDir, TrainState, fit, load_model_weights, optimise_epoch
+from movierec.training import (CheckpointError, RunDir, TrainState, check_lr_schedule, fit,
+                               load_model_weights, optimise_epoch)
 
 LOSSES = ("bce", "ce", "sampled-ce")
 WINDOWS = ("last", "random")
@@ -52,6 +53,8 @@ class SASRecConfig:
                                   # per batch ('position': every position weighs the same, as in the
                                   # paper's batches of mixed lengths), or their mean ('batch')
     patience: int = 10            # evaluations without improvement before stopping
+    lr_decay: float = 1.0         # lr times this after lr_patience evaluations without
+    lr_patience: int = 3          # improvement (1.0: constant lr)
     eval_every: int = 5
     monitor: str = "full.NDCG@10"
     seed: int = 42
@@ -76,6 +79,7 @@ class SASRecConfig:
                 raise ValueError(f"{name} must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        check_lr_schedule(self.lr_decay, self.lr_patience)
 
 
 class PointWiseFeedForward(nn.Layer):
@@ -363,7 +367,8 @@ def train_sasrec(
         return evaluate(model.scorer(), valid_task)
 
     state = fit(run, model, optimizer, config, train_epoch, validate, config.monitor,
-                config.epochs, config.patience, config.eval_every, config.seed, on_epoch)
+                config.epochs, config.patience, config.eval_every, config.seed, on_epoch,
+                config.lr_decay, config.lr_patience)
     load_model_weights(model, run.best_model if run.best_model.is_file() else run.last_model)
     model.eval()
     return model, state
