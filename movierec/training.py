@@ -259,6 +259,12 @@ def plot_curves(history: list[dict], path: Path, monitor: str) -> None:
             if points:
                 xs, ys = zip(*points)
                 ax_metric.plot(xs, ys, style, color=color, label=f"{protocol} {metric}")
+    rates = [(h["epoch"], h["lr"]) for h in history if h.get("lr") is not None]
+    for (_, before), (epoch, after) in zip(rates, rates[1:]):
+        if after != before:
+            ax_metric.axvline(epoch - 0.5, color="grey", linestyle=":", linewidth=1)
+            ax_metric.annotate(f"lr {after:.1e}", (epoch - 0.5, 0.02), xycoords=("data", "axes fraction"),
+                               rotation=90, fontsize=7, color="grey")
     ax_metric.set_xlabel("epoch")
     ax_metric.set_title(f"validation (monitor: {monitor})")
     if evaluated:
