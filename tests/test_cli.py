@@ -55,6 +55,9 @@ def test_bad_option_values_are_clear_errors(tmp_path, ml1m_dir):
     assert run("data", "--source", ml1m_dir, "--out", tmp_path / "d").exit_code == 0
     result = run("train", "sasrec", "--data", tmp_path / "d", "--loss", "mse", "--run-dir", tmp_path / "r")
     assert result.exit_code == 2 and "loss must be one of" in result.output
+    for option, value in (("--lr-decay", 0), ("--lr-decay", 1.5), ("--lr-patience", 0)):
+        result = run("train", "sasrec", "--data", tmp_path / "d", option, value, "--run-dir", tmp_path / "r")
+        assert result.exit_code == 2 and option.lstrip("-").replace("-", "_") in result.output, result.output
     result = run("eval", "--data", tmp_path / "d", "--run-dir", tmp_path / "r", "--stage", "train")
     assert result.exit_code == 2 and "--stage" in result.output
 
@@ -94,6 +97,13 @@ def test_train_then_eval_end_to_end(tmp_path):
     again = run("train", "sasrec", "--data", data_dir, "--run-dir", run_dir, "--loss", "bce",
                 "--epochs", 2, "--eval-every", 1, "--maxlen", 50, "--hidden", 16)
     assert again.exit_code == 0 and "epoch   1" not in again.output
+    # a resume may extend the run and anneal it from where it stands
+    annealed = run("train", "sasrec", "--data", data_dir, "--run-dir", run_dir, "--loss", "bce",
+                   "--epochs", 3, "--eval-every", 1, "--maxlen", 50, "--hidden", 16,
+                   "--lr-decay", 0.5, "--lr-patience", 1)
+    assert annealed.exit_code == 0, annealed.output
+    state = json.loads((run_dir / "state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and state["history"][2]["lr"] == pytest.approx(1e-3)
 
 
 def test_data_downloads_an_archive_and_reports_unreachable_urls(tmp_path, monkeypatch):
