@@ -204,6 +204,11 @@ def _default_run_dir(data_dir: Path, loss: str) -> Path:
     return WORKDIR / "runs" / f"sasrec-{data_dir.name}-{loss}"
 
 
+LR_DECAY_HELP = ("Multiply the learning rate by this after --lr-patience validations without improvement "
+                 "(reduce on plateau); 1 keeps it constant. May change when a run resumes.")
+LR_PATIENCE_HELP = "Validations without improvement before each --lr-decay."
+
+
 @train_app.command("sasrec")
 @handles_errors
 def train_sasrec_command(
@@ -228,10 +233,8 @@ def train_sasrec_command(
                                   "batches of mixed lengths) or 'batch' (the mean over its positions)."),
     eval_every: int = typer.Option(5, help="Validate every N epochs."),
     patience: int = typer.Option(10, help="Stop after N validations without improvement."),
-    lr_decay: float = typer.Option(1.0, help="Multiply the learning rate by this after --lr-patience "
-                                   "validations without improvement (reduce on plateau); 1 keeps it constant. "
-                                   "May change when a run resumes."),
-    lr_patience: int = typer.Option(3, help="Validations without improvement before each --lr-decay."),
+    lr_decay: float = typer.Option(1.0, help=LR_DECAY_HELP),
+    lr_patience: int = typer.Option(3, help=LR_PATIENCE_HELP),
     monitor: str = typer.Option("full.NDCG@10", help="Validation metric that picks the best checkpoint."),
     seed: int = typer.Option(42, help="Seed for initialisation, sampling and dropout."),
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),
@@ -312,10 +315,8 @@ def train_ncf_command(
     batch_size: int = typer.Option(1024, help="Positives per batch (each with its negatives)."),
     eval_every: int = typer.Option(1, help="Validate every N epochs."),
     patience: int = typer.Option(5, help="Stop after N validations without improvement."),
-    lr_decay: float = typer.Option(1.0, help="Multiply the learning rate by this after --lr-patience "
-                                   "validations without improvement (reduce on plateau); 1 keeps it constant. "
-                                   "May change when a run resumes."),
-    lr_patience: int = typer.Option(3, help="Validations without improvement before each --lr-decay."),
+    lr_decay: float = typer.Option(1.0, help=LR_DECAY_HELP),
+    lr_patience: int = typer.Option(3, help=LR_PATIENCE_HELP),
     monitor: str = typer.Option("sampled.HR@10", help="Validation metric that picks the best checkpoint."),
     seed: int = typer.Option(42, help="Seed for initialisation, sampling and dropout."),
     resume: bool = typer.Option(True, help="Continue from the run directory's last checkpoint."),

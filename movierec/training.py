@@ -168,7 +168,7 @@ def fit(
     seed: int = 0,
     on_epoch: Callable[[TrainState, dict], None] | None = None,
     lr_decay: float = 1.0,
-    lr_patience: int = 1,
+    lr_patience: int = 3,
 ) -> TrainState:
     """Train for `epochs`, resuming from `run`'s last checkpoint when there is one.
 
