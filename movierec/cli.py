@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -198,6 +199,15 @@ def _prepare_run(data_dir: Path, run_dir: Path, resume: bool):
     device = use_paddle_device()
     dataset, sequences, split = _load_split(data_dir)
     return device, dataset, sequences, split, build_task(split, "valid", sequences, dataset.num_items)
+
+
+def _call_command(command, **values):
+    """Call a CLI command from another: parameters not given take their option's default."""
+    for name, parameter in inspect.signature(command).parameters.items():
+        if name not in values:
+            default = parameter.default
+            values[name] = default.default if isinstance(default, typer.models.OptionInfo) else default
+    return command(**values)
 
 
 def _default_run_dir(data_dir: Path, loss: str) -> Path:
@@ -429,16 +439,9 @@ def build(
     timings = {}
     if train:
         started = time.perf_counter()
-        train_sasrec_command(data_dir=data_dir, run_dir=sasrec_run, loss="ce", epochs=sasrec_epochs, maxlen=200,
-                             hidden=50, blocks=2, heads=1, dropout=0.2, lr=1e-3, batch_size=128,
-                             num_negatives=256, window="last", weighting="position", eval_every=5, patience=10,
-                             monitor="full.NDCG@10", seed=42, resume=True)
-        train_ncf_command(data_dir=data_dir, run_dir=ncf_run, posters=posters, use_posters=True,
-                          side_features=True, mlp=True,
-                          loss="bce", sampler="uniform", num_negatives=4, epochs=ncf_epochs, gmf_dim=32,
-                          mlp_layers="64,32,16", side_dim=8, poster_dim=16, dropout=0.2, lr=1e-3,
-                          batch_size=1024, eval_every=1, patience=5, monitor="sampled.HR@10", seed=42,
-                          resume=True)
+        # as `movierec train sasrec --loss ce` and `movierec train ncf` would, with their defaults
+        _call_command(train_sasrec_command, data_dir=data_dir, run_dir=sasrec_run, loss="ce", epochs=sasrec_epochs)
+        _call_command(train_ncf_command, data_dir=data_dir, run_dir=ncf_run, posters=posters, epochs=ncf_epochs)
         timings["train_seconds"] = time.perf_counter() - started
     options = BuildOptions(data_dir=data_dir, sasrec_run=sasrec_run, ncf_run=ncf_run, bundles=bundles,
                            index=index, keep=keep, hold_out_last=hold_out_last,
@@ -818,14 +821,10 @@ def quickstart(
     """The main job on the embedded default: ML-100K -> normalise -> train SASRec and NCF ->
     build a bundle -> serve it over gRPC (Ctrl-C stops)."""
     data_dir = prepare_data(source, None, strict=False)
-    build(data_dir=data_dir, sasrec_run=None, ncf_run=None, bundles=WORKDIR / "bundles", train=True,
-          sasrec_epochs=sasrec_epochs, ncf_epochs=ncf_epochs, posters=None, index="flat", keep=3,
-          hold_out_last=False, popular_half_life_days=0.0, precompute_rankings=True)
+    _call_command(build, data_dir=data_dir, train=True, sasrec_epochs=sasrec_epochs, ncf_epochs=ncf_epochs)
     if no_serve:
         return
-    serve(bundles=WORKDIR / "bundles", address=address, metrics_port=metrics_port, watch_interval=2.0,
-          grace=10.0, popular=0.2, new=0.3, personalized=0.5, tls_cert=None, tls_key=None, tls_client_ca=None,
-          workers=1, log_format="text", precomputed=True)
+    _call_command(serve, address=address, metrics_port=metrics_port)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,15 @@ def test_data_downloads_an_archive_and_reports_unreachable_urls(tmp_path, monkey
         assert not list((tmp_path / "movierec-work" / "downloads").glob(".nope*"))
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.skipif(not (ML100K / "u.data.gz").is_file(), reason="ML-100K not available")
+def test_quickstart_trains_and_builds_a_bundle_with_the_train_commands_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("quickstart", "--source", ML100K, "--sasrec-epochs", 1, "--ncf-epochs", 1, "--no-serve")
+    assert result.exit_code == 0, result.output
+    work = tmp_path / "movierec-work"
+    sasrec = json.loads((work / "runs" / "sasrec-ml-100k-ce" / "config.json").read_text())
+    assert sasrec["loss"] == "ce" and sasrec["epochs"] == 1 and sasrec["hidden"] == 50 and sasrec["lr_decay"] == 1.0
+    assert json.loads((work / "runs" / "ncf-ml-100k" / "config.json").read_text())["epochs"] == 1
+    assert (work / "bundles" / "current").exists()
