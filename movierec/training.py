@@ -161,24 +161,21 @@ def fit(
     config,
     train_epoch: Callable[[int], float],
     validate: Callable[[], dict],
-    monitor: str,
-    epochs: int,
-    patience: int,
-    eval_every: int = 1,
-    seed: int = 0,
     on_epoch: Callable[[TrainState, dict], None] | None = None,
-    lr_decay: float = 1.0,
-    lr_patience: int = 3,
 ) -> TrainState:
-    """Train for `epochs`, resuming from `run`'s last checkpoint when there is one.
+    """Train for `config.epochs`, resuming from `run`'s last checkpoint when there is one.
 
-    `validate()` returns nested metrics ({'full': {'NDCG@10': ...}, ...}); `monitor` names
-    one as 'full.NDCG@10'. The best weights by it go to `best.model.npz`; training stops
-    after `patience` evaluations without improvement. With `lr_decay` < 1 the learning rate
-    is multiplied by it after every `lr_patience` evaluations without improvement (reduce on
-    plateau). Each epoch reseeds from (seed, epoch), and the current learning rate is part of
-    the state, so a resumed run takes the same path as an uninterrupted one.
+    The loop reads its settings from the model's config: `epochs`, `eval_every`, `seed`,
+    `monitor`, `patience`, `lr_decay` and `lr_patience`. `validate()` returns nested metrics
+    ({'full': {'NDCG@10': ...}, ...}); `monitor` names one as 'full.NDCG@10'. The best weights
+    by it go to `best.model.npz`; training stops after `patience` evaluations without
+    improvement. With `lr_decay` < 1 the learning rate is multiplied by it after every
+    `lr_patience` evaluations without improvement (reduce on plateau). Each epoch reseeds from
+    (seed, epoch), and the current learning rate is part of the state, so a resumed run takes
+    the same path as an uninterrupted one.
     """
+    epochs, patience, eval_every, seed = config.epochs, config.patience, config.eval_every, config.seed
+    lr_decay, lr_patience = config.lr_decay, config.lr_patience
     run.path.mkdir(parents=True, exist_ok=True)
     config_dict = json.loads(json.dumps(asdict(config)))
     if run.has_checkpoint():
@@ -203,7 +200,7 @@ def fit(
         state.lr = float(optimizer.get_lr())
     optimizer.set_lr(state.lr)
 
-    group, key = monitor.split(".", 1)
+    group, key = config.monitor.split(".", 1)
     while state.epoch < epochs and state.bad_evals < patience:
         epoch = state.epoch + 1
         seed_everything(seed * 100_003 + epoch)
@@ -234,7 +231,7 @@ def fit(
         save_tensors(run.last_model, model.state_dict())
         save_optimizer(run.last_optimizer, model, optimizer)
         write_json(run.state, asdict(state))
-        plot_curves(state.history, run.curves, monitor)
+        plot_curves(state.history, run.curves, config.monitor)
         if on_epoch is not None:
             on_epoch(state, record)
     return state

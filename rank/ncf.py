@@ -401,9 +401,7 @@ def train_ncf(train: Sequences, features: Features, config: NCFConfig, run_dir: 
     def validate() -> dict:
         return evaluate(ncf_scorer_for_eval(model.export_scorer(), features), valid_task)
 
-    state = fit(run, model, optimizer, config, train_epoch, validate, config.monitor,
-                config.epochs, config.patience, config.eval_every, config.seed, on_epoch,
-                config.lr_decay, config.lr_patience)
+    state = fit(run, model, optimizer, config, train_epoch, validate, on_epoch)
     load_model_weights(model, run.best_model if run.best_model.is_file() else run.last_model)
     model.eval()
     return model, state

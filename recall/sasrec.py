@@ -366,9 +366,7 @@ def train_sasrec(
     def validate() -> dict:
         return evaluate(model.scorer(), valid_task)
 
-    state = fit(run, model, optimizer, config, train_epoch, validate, config.monitor,
-                config.epochs, config.patience, config.eval_every, config.seed, on_epoch,
-                config.lr_decay, config.lr_patience)
+    state = fit(run, model, optimizer, config, train_epoch, validate, on_epoch)
     load_model_weights(model, run.best_model if run.best_model.is_file() else run.last_model)
     model.eval()
     return model, state

@@ -18,6 +18,9 @@ class TinyConfig:
     patience: int = 10
     lr_decay: float = 0.5
     lr_patience: int = 2
+    eval_every: int = 1
+    monitor: str = "full.NDCG@10"
+    seed: int = 0
 
 
 def run_fit(path, config: TinyConfig, metrics=SCRIPT):
@@ -40,8 +43,7 @@ def run_fit(path, config: TinyConfig, metrics=SCRIPT):
     def validate():
         return {"full": {"NDCG@10": next(scripted)}}
 
-    state = fit(RunDir(path), layer, optimizer, config, train_epoch, validate, "full.NDCG@10",
-                config.epochs, config.patience, lr_decay=config.lr_decay, lr_patience=config.lr_patience)
+    state = fit(RunDir(path), layer, optimizer, config, train_epoch, validate)
     return state, optimizer
 
 
