@@ -27,8 +27,9 @@ warnings.filterwarnings("ignore")
 
 import grpc
 
-from movierec.bundle import BuildOptions, build_bundle, current_version
-from movierec.loadtest import spawn_server
+from movierec.bundle.builder import BuildOptions, build_bundle
+from movierec.bundle.layout import current_version
+from movierec.client.loadtest import spawn_server
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -90,7 +91,7 @@ def corrupt_copies(root: Path) -> list[str]:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
         if damage == "truncate":
-            index = target / "sasrec_items.faiss"
+            index = target / "recall.sasrec.items.index"
             index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
         else:
             manifest = json.loads((target / "manifest.json").read_text())

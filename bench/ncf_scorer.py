@@ -22,7 +22,7 @@ import numpy as np
 import paddle
 
 from movierec.dataset.store import load_dataset
-from movierec.rank.ncf import load_ncf, read_run_config, run_features
+from movierec.models.ncf.training import load_ncf, read_ncf_config, run_features
 
 
 def per_call_us(fn, calls: int) -> float:
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = load_dataset(args.data)
-    config = read_run_config(args.run_dir)
+    config = read_ncf_config(args.run_dir)
     features = run_features(dataset, args.run_dir, config)
     model = load_ncf(args.run_dir, features)
     rng = np.random.default_rng(0)

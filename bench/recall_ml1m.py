@@ -19,11 +19,11 @@ warnings.filterwarnings("ignore")
 
 import numpy as np
 
-from movierec.bundle import BuildOptions, build_bundle, load_bundle
+from movierec.bundle.builder import BuildOptions, build_bundle
+from movierec.bundle.loader import load_bundle
 from movierec.dataset.sequences import chronological
 from movierec.dataset.store import load_dataset
-from movierec.recall.channels import CHANNELS, merge
-from movierec.recall.index import AllowedItems
+from movierec.recall.merge import merge
 from movierec.recall.recaller import DEFAULT_QUOTAS
 
 KS = (50, 100, 200, 500)
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--sasrec-run", required=True, type=Path)
     parser.add_argument("--ncf-run", required=True, type=Path)
     parser.add_argument("--bundles", type=Path, default=Path("movierec-work/bench-bundles"))
-    parser.add_argument("--index", default="flat")
+    parser.add_argument("--index", default="Flat", help="FAISS index_factory string")
     args = parser.parse_args()
 
     train_seconds = {name: json.loads((run / "metrics.json").read_text())["train_seconds"]
@@ -59,19 +59,21 @@ def main() -> None:
     users = np.flatnonzero(lengths >= 3)
     targets = sequences.items[sequences.indptr[users + 1] - 1]
 
-    hits = {f"{name}@{k}": 0 for name in (*CHANNELS, "merged") for k in KS}
-    started = time.perf_counter()
     recaller = bundle.recaller
+    channels = recaller.names
+    hits = {f"{name}@{k}": 0 for name in (*channels, "merged") for k in KS}
+    started = time.perf_counter()
     for user, target in zip(users, targets):
-        blocked = recaller.blocked(user)
-        results = recaller.channels(user, np.zeros(0, dtype=np.int64), AllowedItems(~blocked),
-                                    {c: max(KS) for c in CHANNELS})
-        for result in results:
+        context = bundle.context(int(user))
+        results = recaller.retrieve(context, {name: max(KS) for name in channels})
+        for name, result in zip(channels, results):
+            if result is None:
+                continue
             position = np.flatnonzero(result.items == target)
             for k in KS:
-                hits[f"{result.channel}@{k}"] += int(len(position) > 0 and position[0] < k)
+                hits[f"{name}@{k}"] += int(len(position) > 0 and position[0] < k)
         for k in KS:
-            merged = merge(results, scaled_quotas(k), blocked)
+            merged = merge(channels, results, scaled_quotas(k), context.blocked)
             hits[f"merged@{k}"] += int(target in merged.items)
     recall_seconds = time.perf_counter() - started
     recall = {key: value / len(users) for key, value in hits.items()}
@@ -80,11 +82,11 @@ def main() -> None:
           f"(ratings: {bundle.manifest['dataset']['ratings_file']['path']})")
     print("| channel | " + " | ".join(f"recall@{k}" for k in KS) + " |")
     print("|---|" + "---|" * len(KS))
-    for name in (*CHANNELS, "merged"):
+    for name in (*channels, "merged"):
         print(f"| {name} | " + " | ".join(f"{recall[f'{name}@{k}']:.4f}" for k in KS) + " |")
     timings = {"train_seconds": train_seconds, **report.timings, "build_total_seconds": build_seconds}
     print("build timings (s): " + json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in timings.items()}))
-    print(f"recall pass: {recall_seconds:.1f}s for {len(users):,} users x {len(CHANNELS)} channels x K up to {max(KS)}")
+    print(f"recall pass: {recall_seconds:.1f}s for {len(users):,} users x {len(channels)} channels x K up to {max(KS)}")
     out = args.bundles / "recall_benchmark.json"
     out.write_text(json.dumps({"recall": recall, "users": int(len(users)), "timings": timings,
                                "index": report.manifest["index"], "bundle": report.version}, indent=2))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from movierec import loadtest
-from movierec.bundle import current_version
+from movierec.bundle.layout import current_version
+from movierec.client import loadtest
 
 KINDS = (  # name, new-user share, with-recent share, floor
     ("health check (floor)", 0.0, 0.0, True),
@@ -51,7 +51,7 @@ def main() -> None:
     try:
         for name, new_users, with_recent, floor in KINDS:
             spec = loadtest.LoadSpec(target=target, duration=args.duration, warmup=1.0, rate=args.rate,
-                                     processes=1, mix=loadtest.Mix(new_users, with_recent),
+                                     processes=1, mix=loadtest.Mix(new_users, with_recent, 10), concurrency=1,
                                      users=users, items=items)
             before = cpu_seconds(server.pid)
             summary, _ = loadtest.run_load(spec, floor=floor)

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from movierec.dataset.features import FeatureEncoder
 from movierec.dataset.sequences import Sequences
 
-GENDER, AGE = 0, 1  # columns of the user feature table
-
-
-def popularity_counts(seen: Sequences, num_items: int) -> np.ndarray:
-    counts = np.bincount(seen.items, minlength=num_items + 1).astype(np.float64)
-    counts[0] = 0
-    return counts
+GENDER, AGE = FeatureEncoder.column("gender"), FeatureEncoder.column("age")
 
 
 class DemographicPopularity:
@@ -30,8 +25,10 @@ class DemographicPopularity:
         self.counts = counts
         self.orders = np.argsort(-counts, axis=1, kind="stable")
 
-    def ranked(self, gender_idx: int, age_idx: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(items, scores in [0, 1]) of the group, or None when it is unknown or empty."""
+    def ranked(self, user_features: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(items, scores in [0, 1]) of the group of these encoded side features, or None when
+        the group is unknown or empty."""
+        gender_idx, age_idx = int(user_features[GENDER]), int(user_features[AGE])
         group = gender_idx * self.ages + age_idx
         if gender_idx <= 0 or age_idx <= 0 or group >= len(self.counts) or self.counts[group].max() <= 0:
             return None

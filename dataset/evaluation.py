@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .sequences import LeaveLastOut, Sequences
+from .readers import DataError
+from .sequences import LeaveLastOut, Sequences, item_counts
 
 Scorer = Callable[[np.ndarray, list], np.ndarray]
 DEFAULT_KS = (10,)
@@ -47,7 +48,7 @@ def sample_negatives(interacted: Sequences, users: np.ndarray, num_items: int,
     for row, user in enumerate(users):
         seen = interacted.of(user)
         if num_items - len(np.unique(seen)) < count:
-            raise ValueError(f"user {user} has fewer than {count} unseen items to sample")
+            raise DataError(f"user {user} has fewer than {count} unseen items to sample")
         picked = np.zeros(0, dtype=np.int64)
         while len(picked) < count:
             draw = rng.integers(1, num_items + 1, size=2 * count + len(seen))
@@ -122,8 +123,7 @@ def evaluate(scorer: Scorer, task: EvalTask, ks: Sequence[int] = DEFAULT_KS,
 
 def popularity_scorer(history: Sequences, num_items: int) -> Scorer:
     """The baseline: every user gets items ranked by interaction count in the input histories."""
-    counts = np.bincount(history.items, minlength=num_items + 1).astype(np.float32)
-    counts[0] = 0.0
+    counts = item_counts(history.items, num_items).astype(np.float32)
 
     def score(users: np.ndarray, histories: list) -> np.ndarray:
         return np.broadcast_to(counts, (len(users), num_items + 1))

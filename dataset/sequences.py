@@ -33,13 +33,59 @@ class Sequences:
         return cls(indptr, items.astype(np.int64))
 
 
+def _time_order(ratings: pd.DataFrame) -> np.ndarray:
+    """Row order by user, then timestamp; equal timestamps keep the file order (`row`)."""
+    return np.lexsort((ratings.row.to_numpy(), ratings.timestamp.to_numpy(), ratings.user.to_numpy()))
+
+
+def _indptr(users_in_order: np.ndarray, num_users: int) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.bincount(users_in_order, minlength=num_users + 1))])
+
+
 def chronological(ratings: pd.DataFrame, num_users: int) -> Sequences:
     """Each user's items ordered by timestamp; equal timestamps keep the file order (`row`)."""
-    order = np.lexsort((ratings.row.to_numpy(), ratings.timestamp.to_numpy(), ratings.user.to_numpy()))
-    users = ratings.user.to_numpy()[order]
-    items = ratings.item.to_numpy()[order].astype(np.int64)
-    counts = np.bincount(users, minlength=num_users + 1)
-    return Sequences(np.concatenate([[0], np.cumsum(counts)]), items)
+    order = _time_order(ratings)
+    return Sequences(_indptr(ratings.user.to_numpy()[order], num_users),
+                     ratings.item.to_numpy()[order].astype(np.int64))
+
+
+@dataclass
+class Histories:
+    """Each user's interactions in time order: the items, with their ratings and (offline)
+    timestamps aligned to `sequences.items`."""
+
+    sequences: Sequences
+    ratings: np.ndarray              # int8
+    stamps: np.ndarray | None = None  # int64 seconds; not kept in bundles
+
+    @classmethod
+    def from_ratings(cls, ratings: pd.DataFrame, num_users: int) -> "Histories":
+        order = _time_order(ratings)
+        sequences = Sequences(_indptr(ratings.user.to_numpy()[order], num_users),
+                              ratings.item.to_numpy()[order].astype(np.int64))
+        return cls(sequences, ratings.rating.to_numpy()[order].astype(np.int8), ratings.timestamp.to_numpy()[order])
+
+    def of(self, user: int) -> np.ndarray:
+        return self.sequences.of(user)
+
+    def ratings_of(self, user: int) -> np.ndarray:
+        return self.ratings[self.sequences.indptr[user]:self.sequences.indptr[user + 1]]
+
+    def without_last(self) -> "Histories":
+        """Every user's history but its last interaction (for evaluating on held-out items)."""
+        lengths = self.sequences.lengths()
+        keep = np.ones(len(self.sequences.items), dtype=bool)
+        keep[self.sequences.indptr[1:][lengths > 0] - 1] = False
+        indptr = np.concatenate([[0], np.cumsum(np.maximum(lengths - 1, 0))])
+        return Histories(Sequences(indptr, self.sequences.items[keep]), self.ratings[keep],
+                         None if self.stamps is None else self.stamps[keep])
+
+
+def item_counts(items: np.ndarray, num_items: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(num_items + 1,) float64 interaction counts (or summed weights) per item; padding 0 counts 0."""
+    counts = np.bincount(items, weights=weights, minlength=num_items + 1).astype(np.float64)
+    counts[0] = 0.0
+    return counts
 
 
 @dataclass

@@ -13,39 +13,24 @@ Users and items get contiguous ids 1..N in raw-id order over those that have rat
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .readers import GENRES, DataError, RawRelease
+from movierec.files import MANIFEST, read_manifest, replace_dir, sha256_file, verify_files, write_json
+
+from .features import USER_FEATURES, ZIP_PREFIX_LEN, FeatureEncoder
+from .readers import DataError, RawRelease
 
 FORMAT_VERSION = 1
-ZIP_PREFIX_LEN = 3
 TABLES = ("ratings.parquet", "users.parquet", "items.parquet")
-USER_FEATURES = ("gender", "age", "occupation", "zip_prefix")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _encode(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Index 1..V over the sorted distinct values; 0 stays for 'unknown'."""
-    vocab = sorted(values.astype(str).unique())
-    lookup = {v: i + 1 for i, v in enumerate(vocab)}
-    return values.astype(str).map(lookup).to_numpy(np.int32), vocab
+REMEDY = "re-run `movierec data`"
 
 
 def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
@@ -72,9 +57,9 @@ def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         "occupation": users.occupation.to_numpy(),
         "zip_prefix": users.zip.str[:ZIP_PREFIX_LEN].to_numpy(),
     })
-    vocabularies = {}
+    encoder = FeatureEncoder.fit(users)
     for feature in USER_FEATURES:
-        users[f"{feature}_idx"], vocabularies[feature] = _encode(users[feature])
+        users[f"{feature}_idx"] = encoder.encode(feature, users[feature]).astype(np.int32)
 
     movies = release.movies.set_index("movie_raw").loc[item_raw].reset_index()
     items = pd.DataFrame({
@@ -84,8 +69,7 @@ def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         "year": movies.year.to_numpy(np.int32),
         "genres": movies.genres.to_numpy(),
     })
-    vocabularies["genres"] = list(GENRES)
-    return ratings, users, items, vocabularies
+    return ratings, users, items, encoder.to_dict()
 
 
 def write_dataset(release: RawRelease, out_dir: str | Path, source: str,
@@ -115,23 +99,12 @@ def write_dataset(release: RawRelease, out_dir: str | Path, source: str,
             "vocabularies": vocabularies,
             "checksums": {name: sha256_file(tmp / name) for name in TABLES},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _replace_dir(tmp, out_dir)
+        write_json(tmp / MANIFEST, manifest)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` into `target`; the old contents are removed only after the swap."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
 
 
 def to_contiguous(ids: pd.Series, raw_ids: pd.Series, query) -> np.ndarray:
@@ -187,34 +160,24 @@ class Dataset(Catalogue):
     def num_users(self) -> int:
         return len(self.users)
 
-    def genre_matrix(self) -> np.ndarray:
-        """(num_items + 1, 18) multi-hot genres, row 0 = padding."""
-        out = np.zeros((self.num_items + 1, len(GENRES)), dtype=np.float32)
-        column = {g: j for j, g in enumerate(GENRES)}
-        for item, genres in zip(self.items.item.to_numpy(), self.items.genres):
-            for genre in filter(None, genres.split("|")):
-                out[item, column[genre]] = 1.0
-        return out
+    @cached_property
+    def encoder(self) -> FeatureEncoder:
+        return FeatureEncoder.from_dict(self.manifest["vocabularies"])
 
 
 def load_dataset(path: str | Path, verify: bool = True) -> Dataset:
     path = Path(path)
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise DataError(f"{path} is not a movierec dataset (no manifest.json); "
-                        "create one with `movierec data --source ...`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{manifest_path}: unreadable manifest ({exc})") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: dataset format {manifest.get('format_version')!r}, "
-                        f"this movierec reads {FORMAT_VERSION}; re-run `movierec data`")
-    for name in TABLES:
-        if not (path / name).is_file():
-            raise DataError(f"{path}: missing {name}")
-        if verify and sha256_file(path / name) != manifest["checksums"][name]:
-            raise DataError(f"{path}: checksum mismatch for {name}; re-run `movierec data`")
+    manifest = read_manifest(path, "format_version", FORMAT_VERSION, DataError, "movierec dataset",
+                             "create one with `movierec data --source ...`")
+    checksums = manifest.get("checksums", {})
+    if set(TABLES) - set(checksums):
+        raise DataError(f"{path}: the manifest lists no checksum for {sorted(set(TABLES) - set(checksums))}; {REMEDY}")
+    if verify:
+        verify_files(path, {name: checksums[name] for name in TABLES}, DataError, REMEDY)
+    else:
+        missing = [name for name in TABLES if not (path / name).is_file()]
+        if missing:
+            raise DataError(f"{path}: {missing[0]} is missing; {REMEDY}")
     return Dataset(
         path=path,
         manifest=manifest,

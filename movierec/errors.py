@@ -1,6 +1,10 @@
-"""The base of every error movierec raises for input a user can fix; the CLI prints these
-as one line and exits with status 2."""
+"""The base of every error movierec raises for input a user can fix. The CLI prints these as
+one line and exits with status 2; anything else is a bug and shows as one."""
 
 
 class MovieRecError(Exception):
     """A problem with what was given (a path, a file, a setting), not a bug."""
+
+
+class ConfigError(MovieRecError, ValueError):
+    """A setting out of its range, or settings that do not go together."""

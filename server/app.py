@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -20,8 +21,13 @@ from grpc_reflection.v1alpha import reflection
 from threadpoolctl import threadpool_limits
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from movierec.bundle import BundleError, current_version, load_bundle
-from movierec.recall.index import set_search_threads
+from movierec.bundle.layout import BundleError, current_version
+from movierec.bundle.loader import load_bundle
+from movierec.blend.quotas import DEFAULT_SHARES
+from movierec.errors import ConfigError, MovieRecError
+from movierec.options import option
+from movierec.recall.index import IndexConfig, set_search_threads
+from movierec.workdir import BUNDLES
 from movierec.server.pipeline import MAX_LIST, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
@@ -34,6 +40,10 @@ MAX_MESSAGE_BYTES = 1 << 20
 SLOT_ENUM = {"popular": pb.SLOT_POPULAR, "new": pb.SLOT_NEW, "personalized": pb.SLOT_PERSONALIZED}
 GENDER_NAME = {pb.GENDER_MALE: "M", pb.GENDER_FEMALE: "F", pb.GENDER_UNSPECIFIED: ""}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class ServerError(MovieRecError):
+    """The server cannot start as configured."""
 
 
 class Metrics:
@@ -148,7 +158,7 @@ def bundle_info(served: Served) -> pb.BundleInfo:
     manifest = bundle.manifest
     return pb.BundleInfo(version=bundle.version, users=manifest["counts"]["users"],
                          items=manifest["counts"]["items"], device=served.device,
-                         index=manifest["index"]["spec"], loaded_at_unix=bundle.loaded_at,
+                         index=str(IndexConfig.from_dict(manifest["index"])), loaded_at_unix=bundle.loaded_at,
                          dataset=manifest["dataset"]["name"])
 
 
@@ -217,31 +227,52 @@ class RecommenderService(pb_grpc.RecommenderServicer):
 
 @dataclass
 class ServerConfig:
-    bundles: Path
-    address: str = "127.0.0.1:50051"
-    metrics_port: int = 0           # 0 = no metrics endpoint
-    watch_interval: float = 2.0     # 0 = no watching
-    grace_seconds: float = 10.0
-    shares: dict | None = None
-    tls_cert: Path | None = None    # PEM server certificate chain; with tls_key, serve TLS only
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
-    reuse_port: bool = False        # let several worker processes share the port (SO_REUSEPORT)
-    log_format: str = "text"        # 'text' or 'json'
-    use_precomputed: bool = True    # answer context-free requests from the bundle's rankings
+    bundles: Path = option(BUNDLES, "Bundle root; the server loads its `current` bundle.")
+    address: str = option("127.0.0.1:50051", "host:port to listen on. Loopback by default; give 0.0.0.0:PORT "
+                          "to serve other machines.")
+    metrics_port: int = option(9100, "Prometheus metrics on 127.0.0.1:PORT/metrics (0 = off).")
+    watch_interval: float = option(2.0, "Seconds between checks of `current` for a new bundle (0 = off).")
+    grace_seconds: float = option(10.0, "Seconds to drain in-flight calls on SIGTERM/SIGINT.", flag="--grace")
+    popular: float = option(DEFAULT_SHARES["popular"], "Share of the popular slot.")
+    new: float = option(DEFAULT_SHARES["new"], "Share of the new slot.")
+    personalized: float = option(DEFAULT_SHARES["personalized"], "Share of the personalized slot.")
+    tls_cert: Path | None = option(None, "PEM certificate chain: serve TLS (with --tls-key).")
+    tls_key: Path | None = option(None, "PEM private key of --tls-cert.")
+    tls_client_ca: Path | None = option(None, "PEM CA: require client certificates it signed (mutual TLS).")
+    workers: int = option(1, "Server processes sharing the port (SO_REUSEPORT); each follows `current` on its "
+                          "own, metrics on consecutive ports.")
+    log_format: str = option("text", "'text' or 'json' (one JSON object per line).")
+    use_precomputed: bool = option(True, "Answer known users' requests without context from the bundle's offline "
+                                   "rankings (--no-precomputed: recall and rank every request).",
+                                   flag="--precomputed/--no-precomputed")
+    reuse_port: bool = option(False, "Share the port with other worker processes (set by --workers).", cli=False)
+
+    def __post_init__(self) -> None:
+        self.bundles = Path(self.bundles)
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("--log-format must be 'text' or 'json'")
+        shares = (self.popular, self.new, self.personalized)
+        if min(shares) < 0 or sum(shares) <= 0 or not all(math.isfinite(v) for v in shares):
+            raise ConfigError("slot shares must be finite, non-negative and not all zero")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+
+    @property
+    def shares(self) -> dict:
+        return {"popular": self.popular, "new": self.new, "personalized": self.personalized}
 
 
 def server_credentials(config: ServerConfig):
     """TLS credentials, or None for plaintext; half a configuration is an error."""
     if config.tls_client_ca and not config.tls_cert:
-        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
     if bool(config.tls_cert) != bool(config.tls_key):
-        raise ValueError("--tls-cert and --tls-key go together")
+        raise ConfigError("--tls-cert and --tls-key go together")
     if not config.tls_cert:
         return None
     for path in (config.tls_cert, config.tls_key, config.tls_client_ca):
         if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"TLS file not found: {path}")
+            raise ConfigError(f"TLS file not found: {path}")
     ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
     return grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())],
                                        root_certificates=ca, require_client_auth=ca is not None)
@@ -282,7 +313,7 @@ async def start(config: ServerConfig) -> RunningServer:
     port = (server.add_secure_port(config.address, credentials) if credentials
             else server.add_insecure_port(config.address))
     if port == 0:
-        raise OSError(f"cannot listen on {config.address}")
+        raise ServerError(f"cannot listen on {config.address}")
     await server.start()
     try:
         if config.metrics_port:
@@ -341,7 +372,7 @@ def _worker_main(config: ServerConfig) -> None:
     asyncio.run(serve_forever(config))
 
 
-def serve_workers(config: ServerConfig, workers: int, on_ready=None) -> int:
+def serve_workers(config: ServerConfig, on_ready=None) -> int:
     """`workers` server processes sharing one port through SO_REUSEPORT, each with its own
     bundle watcher (metrics on consecutive ports). SIGTERM/SIGINT to this process drains them
     all. Returns the exit status: 0 when every worker stopped cleanly."""
@@ -349,10 +380,10 @@ def serve_workers(config: ServerConfig, workers: int, on_ready=None) -> int:
     import multiprocessing as mp
 
     if not config.address.rsplit(":", 1)[-1].isdigit() or config.address.endswith(":0"):
-        raise ValueError("--workers needs a fixed port in --address")
+        raise ConfigError("--workers needs a fixed port in --address")
     ctx = mp.get_context("spawn")
     processes = []
-    for index in range(workers):
+    for index in range(config.workers):
         worker_config = dataclasses.replace(
             config, reuse_port=True, metrics_port=config.metrics_port + index if config.metrics_port else 0)
         process = ctx.Process(target=_worker_main, args=(worker_config,), name=f"movierec-worker-{index}")

@@ -1,7 +1,8 @@
-"""One Recommend request, end to end: recall -> NCF rescoring -> quota blending.
+"""One Recommend request, end to end: recall -> rank -> quota blending.
 
 Everything here works on numpy arrays over the catalogue; the server only translates
-between protobuf and these dataclasses.
+between protobuf and these dataclasses. Each request builds one `RequestContext` that recall,
+rank and the blender share.
 """
 
 from __future__ import annotations
@@ -11,21 +12,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from movierec.blend.popularity import DemographicPopularity, popularity_counts
+from movierec.blend.popularity import DemographicPopularity
 from movierec.blend.quotas import DEFAULT_SHARES, SLOTS, SlotList, blend
-from movierec.bundle import Bundle
-from movierec.dataset.readers import GENRES, age_bucket
-from movierec.dataset.store import ZIP_PREFIX_LEN
-from movierec.rank.ranking import rank_candidates
-from movierec.recall.channels import CHANNELS
+from movierec.bundle.loader import Bundle
+from movierec.dataset.sequences import item_counts
+from movierec.errors import MovieRecError
+from movierec.rank.ranker import rank
+from movierec.recall.context import NO_ITEMS, ItemMask
 
 MAX_N = 200
 MAX_LIST = 1000  # recent / exclude ids per request
-GENRE_INDEX = {g.lower(): j for j, g in enumerate(GENRES)}
-NO_ITEMS = np.zeros(0, dtype=np.int64)
 
 
-class RequestError(ValueError):
+class RequestError(MovieRecError):
     """A request that cannot be answered as asked (INVALID_ARGUMENT)."""
 
 
@@ -54,7 +53,7 @@ class RecommendOutput:
     scores: np.ndarray
     slots: list              # slot names
     channels: list           # per item: recall channels (explain only)
-    rank_scores: np.ndarray  # per item: NCF probability (personalized slot), else NaN
+    rank_scores: np.ndarray  # per item: the ranker's probability (personalized slot), else NaN
     bundle_version: str
     timings_ms: dict
     known_user: bool
@@ -76,22 +75,14 @@ class Pipeline:
         self.user_of_raw = dict(zip(bundle.users.raw_id.to_numpy().tolist(), bundle.users.user.to_numpy().tolist()))
         self.titles = np.concatenate([[""], items.title.to_numpy()]).astype(object)
         self.years = np.concatenate([[0], items.year.to_numpy()])
-        self.genres = np.zeros((num + 1, len(GENRES)), dtype=bool)
-        for item, names in zip(items.item.to_numpy(), items.genres):
-            for name in filter(None, names.split("|")):
-                self.genres[item, GENRE_INDEX[name.lower()]] = True
-        seen = bundle.recaller.seen
-        counts = popularity_counts(seen, num)
+        self.genre_index = {g.lower(): j for j, g in enumerate(bundle.encoder.genres)}
+        self.genres = np.zeros((num + 1, len(bundle.encoder.genres)), dtype=bool)
+        self.genres[items.item.to_numpy()] = bundle.encoder.genre_matrix(items.genres)
+        seen = bundle.histories.sequences
+        counts = item_counts(seen.items, num)
         self.popular = SlotList(bundle.popular, (counts[bundle.popular] / max(counts.max(), 1)).astype(np.float32))
         self.new = SlotList(bundle.new, np.linspace(1.0, 0.0, len(bundle.new), endpoint=False).astype(np.float32))
         self.demographic = DemographicPopularity(seen, bundle.user_features, num)
-        users = bundle.users
-        self.vocab = {
-            "gender": dict(zip(users.gender, users.gender_idx)),
-            "age": dict(zip(users.age, users.age_idx)),
-            "occupation": {str(k).lower(): v for k, v in zip(users.occupation, users.occupation_idx)},
-            "zip": dict(zip(users.zip_prefix, users.zip_prefix_idx)),
-        }
 
     # ---------------------------------------------------------------- inputs
 
@@ -104,29 +95,24 @@ class Pipeline:
         ignored = [int(r) for r, i in zip(raw_ids, ids) if i == 0]
         return ids[ids > 0], ignored
 
-    def _new_user_features(self, inp: RecommendInput) -> np.ndarray:
-        gender = self.vocab["gender"].get(inp.gender, 0)
-        age = self.vocab["age"].get(age_bucket(inp.age), 0) if inp.age > 0 else 0
-        occupation = self.vocab["occupation"].get(inp.occupation.lower(), 0)
-        zip_idx = self.vocab["zip"].get(inp.zip_code[:ZIP_PREFIX_LEN], 0) if inp.zip_code else 0
-        return np.array([gender, age, occupation, zip_idx], dtype=np.int64)
-
-    def _allowed(self, inp: RecommendInput, blocked: np.ndarray) -> np.ndarray:
+    def _filters(self, inp: RecommendInput) -> ItemMask | None:
+        """The request's genre and year filters as a mask, or None when it has none."""
+        if not (inp.include_genres or inp.exclude_genres or inp.min_year or inp.max_year):
+            return None
         allowed = np.ones(self.bundle.num_items + 1, dtype=bool)
-        allowed[blocked] = False
         for names, keep in ((inp.include_genres, True), (inp.exclude_genres, False)):
             if not names:
                 continue
-            unknown = [g for g in names if g.lower() not in GENRE_INDEX]
+            unknown = [g for g in names if g.lower() not in self.genre_index]
             if unknown:
-                raise RequestError(f"unknown genre(s) {unknown}; known: {', '.join(GENRES)}")
-            hit = self.genres[:, [GENRE_INDEX[g.lower()] for g in names]].any(axis=1)
+                raise RequestError(f"unknown genre(s) {unknown}; known: {', '.join(self.bundle.encoder.genres)}")
+            hit = self.genres[:, [self.genre_index[g.lower()] for g in names]].any(axis=1)
             allowed &= hit if keep else ~hit
         if inp.min_year:
             allowed &= self.years >= inp.min_year
         if inp.max_year:
             allowed &= self.years <= inp.max_year
-        return allowed
+        return ItemMask(allowed)
 
     def validate(self, inp: RecommendInput) -> None:
         if not 1 <= inp.n <= self.max_n:
@@ -151,11 +137,8 @@ class Pipeline:
         user = self.user_of_raw.get(int(inp.user_id), 0)
         recent, ignored_recent = self._items(inp.recent, "recent_item_ids")
         exclude, ignored_exclude = self._items(inp.exclude, "exclude_item_ids")
-        features = bundle.user_features[user] if user else self._new_user_features(inp)
-        blocked = bundle.recaller.history(user)
-        if len(recent) or len(exclude):
-            blocked = np.concatenate([blocked, recent, exclude])
-        allowed = self._allowed(inp, blocked)
+        features = None if user else bundle.encoder.encode_request(inp.gender, inp.age, inp.occupation, inp.zip_code)
+        context = bundle.context(user, features, recent, exclude, self._filters(inp))
 
         ranked = None
         precomputed = False
@@ -163,37 +146,39 @@ class Pipeline:
             ranked, precomputed = self.precomputed.of(user), True
             recall_done = rank_done = time.perf_counter()
         elif user or len(recent):
-            merged, _ = bundle.recaller.recall(user, recent, exclude)
+            merged, _ = bundle.recaller.recall(context)
             recall_done = time.perf_counter()
             if len(merged.items):
-                ranked = rank_candidates(bundle.scorer, user, features, merged)
+                ranked = rank(bundle.ranker, context, merged)
             rank_done = time.perf_counter()
         else:
             recall_done = rank_done = time.perf_counter()
-        ranked_by_ncf = ranked is not None and len(ranked.items) > 0
-        if ranked_by_ncf:
+        ranked_personally = ranked is not None and len(ranked.items) > 0
+        if ranked_personally:
             personalized = SlotList(ranked.items, ranked.scores)
         else:
-            demographic = self.demographic.ranked(int(features[0]), int(features[1]))
+            demographic = self.demographic.ranked(context.user_features)
             personalized = SlotList(*demographic) if demographic else self.popular
         blended = blend(inp.n, inp.shares or self.shares,
-                        {"personalized": personalized, "new": self.new, "popular": self.popular}, allowed)
+                        {"personalized": personalized, "new": self.new, "popular": self.popular},
+                        context.allowed.array)
         finished = time.perf_counter()
 
         channels = [[] for _ in blended.items]
         if inp.explain and ranked is not None:
-            mask_of = dict(zip(ranked.items.tolist(), ranked.channel_mask.tolist()))
-            channels = [[c for j, c in enumerate(CHANNELS) if mask_of.get(int(i), 0) & (1 << j)]
-                        for i in blended.items]
-        # a personalized item's blended score is its NCF probability
-        from_ncf = (blended.slots == SLOTS.index("personalized")) & ranked_by_ncf
+            row_of = {item: row for row, item in enumerate(ranked.items.tolist())}
+            names = np.array(ranked.channels, dtype=object)
+            channels = [names[ranked.proposed[row_of[item]]].tolist() if item in row_of else []
+                        for item in blended.items.tolist()]
+        # a personalized item's blended score is its rank probability
+        from_ranker = (blended.slots == SLOTS.index("personalized")) & ranked_personally
         return RecommendOutput(
             items=self.raw_ids[blended.items],
             titles=self.titles[blended.items].tolist(),
             scores=blended.scores,
             slots=[SLOTS[s] for s in blended.slots],
             channels=channels,
-            rank_scores=np.where(from_ncf, blended.scores, np.nan).astype(np.float32),
+            rank_scores=np.where(from_ranker, blended.scores, np.nan).astype(np.float32),
             bundle_version=bundle.version,
             timings_ms={"recall": (recall_done - started) * 1000, "rank": (rank_done - recall_done) * 1000,
                         "blend": (finished - rank_done) * 1000, "total": (finished - started) * 1000},

@@ -68,9 +68,12 @@ def trained_runs(ml100k_dataset, tmp_path_factory):
 
     from movierec.dataset.evaluation import build_task
     from movierec.dataset.sequences import chronological, leave_last_out
-    from movierec.rank.ncf import POSTERS_FILE, Features, NCFConfig, train_ncf
-    from movierec.recall.posters import PosterVectors
-    from movierec.recall.sasrec import SASRecConfig, train_sasrec
+    from movierec.dataset.posters import PosterVectors
+    from movierec.models.ncf.config import NCFConfig
+    from movierec.models.ncf.model import Features
+    from movierec.models.ncf.training import POSTERS_FILE, train_ncf
+    from movierec.models.sasrec.config import SASRecConfig
+    from movierec.models.sasrec.training import train_sasrec
 
     root = tmp_path_factory.mktemp("runs")
     sequences = chronological(ml100k_dataset.ratings, ml100k_dataset.num_users)
@@ -88,7 +91,7 @@ def trained_runs(ml100k_dataset, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bundle_root(ml100k_dataset, trained_runs, tmp_path_factory):
-    from movierec.bundle import BuildOptions, build_bundle
+    from movierec.bundle.builder import BuildOptions, build_bundle
 
     root = tmp_path_factory.mktemp("bundles")
     build_bundle(BuildOptions(ml100k_dataset.path, trained_runs[0], trained_runs[1], root))
@@ -100,7 +103,7 @@ def second_version(root: Path, name: str) -> Path:
     import json
     import shutil
 
-    from movierec.bundle import current_version
+    from movierec.bundle.layout import current_version
 
     target = root / name
     shutil.copytree(current_version(root), target)
@@ -148,7 +151,7 @@ def served_root(bundle_root, tmp_path_factory):
 def server(served_root):
     from movierec.server.app import ServerConfig
 
-    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", watch_interval=0.5))
+    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", metrics_port=0, watch_interval=0.5))
     yield live
     live.stop()
 

@@ -38,7 +38,7 @@ def test_bench_runs_briefly_and_reports_sane_fields(bundle_root, tmp_path):
 
 
 def test_closed_loop_calls_are_split_exactly_over_client_processes():
-    from movierec.loadtest import calls_in_flight
+    from movierec.client.loadtest import calls_in_flight
 
     for concurrency, processes in ((1, 1), (4, 2), (5, 2), (7, 3), (16, 4)):
         shares = [calls_in_flight(concurrency, processes, w) for w in range(processes)]

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from movierec.dataset.readers import DataError
 from movierec.dataset.evaluation import (build_task, evaluate, full_ranks, popularity_scorer,
                                          rank_metrics, sample_negatives, sampled_ranks)
 from movierec.dataset.sequences import Sequences, leave_last_out
@@ -41,7 +42,7 @@ def test_negatives_are_distinct_unseen_and_reproducible():
         assert len(set(a[row])) == 100
         assert not set(a[row]) & set(interacted.of(user))
         assert a[row].min() >= 1 and a[row].max() <= 150
-    with pytest.raises(ValueError, match="fewer than 100 unseen"):
+    with pytest.raises(DataError, match="fewer than 100 unseen"):
         sample_negatives(interacted, users, num_items=120, count=100, seed=3)
 
 

@@ -108,7 +108,7 @@ def served(response: pb.RecommendResponse) -> dict:
 def golden_server(bundle_root):
     from movierec.server.app import ServerConfig
 
-    live = LiveServer(ServerConfig(bundles=bundle_root, address="127.0.0.1:0", watch_interval=0))
+    live = LiveServer(ServerConfig(bundles=bundle_root, address="127.0.0.1:0", metrics_port=0, watch_interval=0))
     yield live
     live.stop()
 

@@ -8,9 +8,13 @@ from typer.testing import CliRunner
 from movierec.cli import app
 from movierec.dataset.evaluation import build_task, evaluate, popularity_scorer
 from movierec.dataset.sequences import Sequences, chronological, leave_last_out
-from movierec.rank.ncf import (NCF, Features, NCFConfig, NCFScorer, PairSampler, ncf_scorer_for_eval,
-                               train_ncf, year_bucket)
-from movierec.recall.posters import PosterVectors
+from movierec.dataset.features import year_bucket
+from movierec.dataset.readers import DataError
+from movierec.dataset.posters import PosterVectors
+from movierec.models.ncf.config import NCFConfig
+from movierec.models.ncf.model import NCF, Features
+from movierec.models.ncf.scorer import NCFScorer
+from movierec.models.ncf.training import PairSampler, ncf_scorer_for_eval, train_ncf
 
 runner = CliRunner()
 
@@ -76,7 +80,7 @@ def test_pair_sampler_negatives_are_unseen_and_popularity_leans_popular():
     assert (popular == 2).mean() > (popular == 3).mean()
     assert np.isin(uniform, [2, 3, 4]).mean() < 0.1
     everything = PairSampler(Sequences.from_lists([[], [1, 2]]), num_items=2, sampler="uniform")
-    with pytest.raises(ValueError, match="every item"):
+    with pytest.raises(DataError, match="every item"):
         everything.negatives(np.array([1]), 1, rng)
 
 

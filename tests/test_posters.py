@@ -4,7 +4,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from movierec.cli import app
-from movierec.recall.posters import PosterError, PosterVectors, embed_images, load_posters
+from movierec.dataset.posters import PosterError, PosterVectors, load_posters
+from movierec.models.posters import embed_images
 
 runner = CliRunner()
 
@@ -15,7 +16,7 @@ def resnet_weights(tmp_path_factory):
     import paddle
     from paddle.vision.models import resnet50
 
-    from movierec.training import save_tensors
+    from movierec.training.checkpoints import save_tensors
 
     paddle.seed(0)
     path = tmp_path_factory.mktemp("weights") / "resnet50.npz"

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, LiveServer
-from movierec.bundle import current_version, load_bundle
-from movierec.loadtest import spawn_server
+from movierec.bundle.layout import current_version
+from movierec.bundle.loader import load_bundle
+from movierec.client.loadtest import spawn_server
 from movierec.server.app import ServerConfig
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
@@ -134,7 +135,7 @@ def test_corrupt_bundles_are_refused_under_load_and_the_old_one_kept(server, stu
 
 def test_kill_9_during_build_keeps_current_and_next_build_cleans_up(ml100k_dataset, trained_runs, served_root):
     from bench.faults import killed_build
-    from movierec.bundle import BuildOptions, build_bundle
+    from movierec.bundle.builder import BuildOptions, build_bundle
 
     private = served_root.parent / "killed"
     shutil.copytree(served_root, private, symlinks=True)
@@ -222,7 +223,7 @@ def test_tls_and_mutual_tls(served_root, tmp_path):
     request = pb.RecommendRequest(user_id=1, n=5)
     options = (("grpc.ssl_target_name_override", "localhost"),)
 
-    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", watch_interval=0,
+    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", metrics_port=0, watch_interval=0,
                                    tls_cert=certs["server"], tls_key=certs["server_key"]))
     try:
         with grpc.secure_channel(live.target, grpc.ssl_channel_credentials(read("ca")), options) as channel:
@@ -233,7 +234,8 @@ def test_tls_and_mutual_tls(served_root, tmp_path):
     finally:
         live.stop()
 
-    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", watch_interval=0, tls_cert=certs["server"],
+    live = LiveServer(ServerConfig(bundles=served_root, address="127.0.0.1:0", metrics_port=0, watch_interval=0,
+                                   tls_cert=certs["server"],
                                    tls_key=certs["server_key"], tls_client_ca=certs["ca"]))
     try:
         with grpc.secure_channel(live.target, grpc.ssl_channel_credentials(read("ca")), options) as channel:
@@ -273,7 +275,8 @@ def test_bundle_of_another_format_is_refused_by_the_cli(served_root, tmp_path):
 def test_nothing_read_back_from_disk_is_unpickled():
     import ast
 
-    sources = [p for folder in ("dataset", "recall", "rank", "blend", "server", "movierec", "bench")
+    sources = [p for folder in ("movierec", "dataset", "training", "models", "recall", "rank", "blend", "bundle",
+                                "server", "client", "cli", "bench")
                for p in (REPO / folder).rglob("*.py") if "v1" not in p.parts]
     np_loads = 0
     for path in sources:
@@ -289,4 +292,4 @@ def test_nothing_read_back_from_disk_is_unpickled():
                     np_loads += 1
                     flags = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
                     assert flags.get("allow_pickle") is False, f"{path}:{node.lineno} np.load without allow_pickle=False"
-    assert np_loads >= 10
+    assert np_loads >= 3  # arrays are read back through movierec/files.py (and the poster file reader)

@@ -6,9 +6,10 @@ import pytest
 
 from movierec.dataset.evaluation import build_task, evaluate, popularity_scorer
 from movierec.dataset.sequences import Sequences, chronological, leave_last_out
-from movierec.recall.sasrec import (SASRec, SASRecConfig, TrainingBatches, batch_loss, load_sasrec,
-                                    pad_left, train_sasrec)
-from movierec.training import CheckpointError, RunDir, load_tensors
+from movierec.models.sasrec.config import SASRecConfig
+from movierec.models.sasrec.model import SASRec, pad_left
+from movierec.models.sasrec.training import TrainingBatches, batch_loss, load_sasrec, train_sasrec
+from movierec.training.checkpoints import CheckpointError, RunDir, load_tensors
 
 TINY = dict(maxlen=12, hidden=16, blocks=2, heads=2, dropout=0.0, batch_size=8)
 
@@ -180,7 +181,7 @@ def test_sasrec_learns_and_beats_popularity_under_both_protocols(ml100k_split, t
 
 @pytest.mark.parametrize("heads,blocks", [(1, 2), (2, 2), (1, 1), (2, 3)])
 def test_numpy_inference_equals_the_paddle_forward(heads, blocks):
-    from movierec.recall.sasrec import SASRecInference
+    from movierec.models.sasrec.inference import SASRecInference
 
     m = model(num_items=300, heads=heads, blocks=blocks, maxlen=12)
     m.eval()

@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from movierec.bundle import load_bundle
+from movierec.bundle.loader import load_bundle
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -20,7 +20,7 @@ def bundle(served_root):
 
 
 def raw_history(bundle, raw_user):
-    return set(bundle.item_raw_ids()[bundle.recaller.history(bundle.user_id(raw_user))].tolist())
+    return set(bundle.item_raw_ids()[bundle.histories.of(bundle.user_id(raw_user))].tolist())
 
 
 @pytest.mark.parametrize("n,sizes", [(1, (0, 0, 1)), (3, (1, 1, 1)), (10, (2, 3, 5)), (37, (7, 11, 19))])
@@ -109,7 +109,7 @@ def test_health_is_serving_and_reflection_lists_the_service(server):
 
 def test_reload_switches_version_with_no_failed_call(server, stub, served_root):
     first = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5)
-    assert first.items == 1682 and first.users == 943 and first.index == "flat"
+    assert first.items == 1682 and first.users == 943 and first.index == "Flat"
     failures, versions, stop = [], set(), threading.Event()
 
     def load():
@@ -172,7 +172,7 @@ def test_a_server_without_precomputed_rankings_answers_the_same(bundle_root):
 
     from conftest import LiveServer
 
-    servers = [LiveServer(ServerConfig(bundles=bundle_root, address="127.0.0.1:0", watch_interval=0,
+    servers = [LiveServer(ServerConfig(bundles=bundle_root, address="127.0.0.1:0", metrics_port=0, watch_interval=0,
                                        use_precomputed=flag)) for flag in (True, False)]
     try:
         channels = [grpc.insecure_channel(s.target) for s in servers]

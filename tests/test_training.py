@@ -5,7 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from movierec.training import CheckpointError, RunDir, fit, load_tensors
+from movierec.training.checkpoints import CheckpointError, RunDir, load_tensors
+from movierec.training.loop import fit
 
 # validation metric per epoch: best at 1, flat at 2-3, best at 4, flat at 5-6
 SCRIPT = [0.5, 0.4, 0.4, 0.6, 0.3, 0.3]

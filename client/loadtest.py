@@ -10,7 +10,6 @@ the floor. `in_process` times recall, rank and blend with no network at all.
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import resource
@@ -18,42 +17,48 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from queue import Empty
 
 import numpy as np
 
+from movierec.errors import ConfigError, MovieRecError
+
 PERCENTILES = (50, 90, 95, 99, 99.9)
 CONNECTIONS_PER_PROCESS = 4
+
+
+class LoadError(MovieRecError):
+    """The load could not be generated or the server did not come up."""
 
 
 @dataclass
 class Mix:
     """Shares of the request mix; the rest are known users with no recent items."""
 
-    new_users: float = 0.1
-    with_recent: float = 0.1
-    n: int = 10
+    new_users: float
+    with_recent: float
+    n: int
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not (0 <= self.new_users <= 1 and 0 <= self.with_recent <= 1 and self.new_users + self.with_recent <= 1):
-            raise ValueError("--new-users and --with-recent must be shares in [0, 1] summing to at most 1")
+            raise ConfigError("--new-users and --with-recent must be shares in [0, 1] summing to at most 1")
         if not 1 <= self.n <= 200:
-            raise ValueError("--n must be between 1 and 200")
+            raise ConfigError("--n must be between 1 and 200")
 
 
 @dataclass
 class LoadSpec:
     target: str
-    duration: float = 10.0
-    warmup: float = 2.0
-    concurrency: int = 8          # closed loop: calls in flight, over all client processes
-    rate: float = 0.0             # open loop: calls per second (0 = closed loop)
-    processes: int = 2
-    mix: Mix = field(default_factory=Mix)
-    users: list = field(default_factory=list)   # raw ids of known users
-    items: list = field(default_factory=list)   # raw movie ids for recent items
+    duration: float
+    warmup: float
+    concurrency: int              # closed loop: calls in flight, over all client processes
+    rate: float                   # open loop: calls per second (0 = closed loop)
+    processes: int
+    mix: Mix
+    users: list                   # raw ids of known users
+    items: list                   # raw movie ids for recent items
     seed: int = 0
 
 
@@ -186,7 +191,7 @@ def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
             if crashed or time.time() > deadline:
                 for process in workers:
                     process.kill()
-                raise RuntimeError(f"load generator failed (exit codes {crashed or 'timeout'})") from None
+                raise LoadError(f"load generator failed (exit codes {crashed or 'timeout'})") from None
     for process in workers:
         process.join(timeout=30)
     latencies = np.concatenate([np.asarray(r["latencies"]) for r in results]) if results else np.zeros(0)
@@ -230,7 +235,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_serving(target: str, timeout: float) -> None:
+def wait_serving(target: str, timeout: float, poll: float = 0.2, process: subprocess.Popen | None = None) -> None:
+    """Return once the server at `target` reports SERVING; `process`, when given, is the server's,
+    and its exit ends the wait."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -238,13 +245,15 @@ def wait_serving(target: str, timeout: float) -> None:
     with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while time.time() < deadline:
+            if process is not None and process.poll() is not None:
+                raise LoadError(f"the server for {target} exited with status {process.returncode}")
             try:
                 if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
                     return
             except grpc.RpcError:
                 pass
-            time.sleep(0.2)
-    raise TimeoutError(f"server at {target} did not become SERVING within {timeout:.0f}s")
+            time.sleep(poll)
+    raise LoadError(f"server at {target} did not become SERVING within {timeout:.0f}s")
 
 
 def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0, metrics_port: int = 0,
@@ -259,8 +268,8 @@ def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0, met
                                     "--precomputed" if precomputed else "--no-precomputed"],
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_serving(target, 180)
-    except TimeoutError:
+        wait_serving(target, 180, process=process)
+    except LoadError:
         process.terminate()
         raise
     return process, target
@@ -270,11 +279,11 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
     """Recall, rank and blend timed in this process, no network: microseconds per request, both
     as served (context-free requests of known users read the bundle's rankings) and with recall
     and rank run online for every request."""
-    from movierec.bundle import load_bundle
+    from threadpoolctl import threadpool_limits
+
+    from movierec.bundle.loader import load_bundle
     from movierec.recall.index import set_search_threads
     from movierec.server.pipeline import Pipeline, RecommendInput
-
-    from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # as the server does
     set_search_threads(1)
@@ -291,7 +300,7 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
                                          recent=rng.choice(items, 3, replace=False).tolist()))
         else:
             inputs.append(RecommendInput(user_id=int(rng.choice(users)), n=mix.n))
-    candidates = [len(bundle.recaller.recall(bundle.user_id(int(u)))[0].items) for u in users[:50]]
+    candidates = [len(bundle.recaller.recall(bundle.context(bundle.user_id(int(u))))[0].items) for u in users[:50]]
     report = {"requests": requests, "bundle": bundle.version, "mix": asdict(mix),
               "mean_candidates_known_users": float(np.mean(candidates))}
     for name, use_precomputed in (("served", True), ("online", False)):
@@ -343,5 +352,3 @@ def machine() -> dict:
             "max_rss_mb_client": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2))

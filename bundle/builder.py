@@ -1,0 +1,245 @@
+"""`movierec build`, the index-rebuild command: trained runs and data in, a new bundle version
+out, and `current` switched to it atomically.
+
+The builder loops over the configured components: each recall channel and the ranker is
+built by its own module (`recall.channels`, `rank.rankers`), writes its own files and returns
+what the manifest records of it. Around them the builder writes what every bundle holds:
+
+    manifest.json        format, version, sources, counts, device, components, sha256 of every file
+    items.parquet users.parquet     the catalogue and its id maps
+    features.json        the side-feature encoder (dataset.features)
+    user_features.npy    every known user's encoded side features
+    histories.npz        each user's history (CSR) and its ratings
+    popular.npy new.npy  the blender's lists
+    recall.<channel>.*   each channel's files, rank.<ranker>.*  the ranker's
+    rankings.npz         every known user's recall + rank result for a request without context
+
+Everything is written to `BUNDLES/.tmp-<version>` and renamed into place; only then does
+`current` move. A build that dies leaves `current` untouched, and its temp directory is
+removed by the next build.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from movierec.blend.lists import new_items, popular_items
+from movierec.dataset.sequences import Histories
+from movierec.dataset.store import load_dataset
+from movierec.device import faiss_gpu_count, paddle_device
+from movierec.errors import ConfigError
+from movierec.files import MANIFEST, save_npy, save_npz, sha256_file, write_json
+from movierec.options import option
+from movierec.rank.precomputed import precompute_rankings
+from movierec.rank.rankers import RANKERS
+from movierec.recall.channels import CHANNELS
+from movierec.recall.component import BuildInputs, ComponentFiles
+from movierec.recall.context import RequestContext
+from movierec.recall.index import IndexConfig, check_index, search_threads
+from movierec.recall.recaller import DEFAULT_QUOTAS, Recaller
+from movierec.workdir import BUNDLES, DEFAULT_DATA, run_dir
+
+from .layout import TMP_PREFIX, BundleError, clean_leftovers, new_version, prune, switch_current
+from .loader import BUNDLE_FORMAT
+
+DEFAULT_CHANNELS = tuple(f"{name}:{quota}" for name, quota in DEFAULT_QUOTAS.items())
+FAIL_STAGES = ("export", "rankings", "write")
+
+
+@dataclass
+class BuildOptions:
+    data_dir: Path = option(DEFAULT_DATA, "Normalised dataset (from `movierec data`).", flag="--data")
+    sasrec_run: Path | None = option(None, "SASRec run directory [default: movierec-work/runs/sasrec-<data>-ce].")
+    ncf_run: Path | None = option(None, "NCF run directory [default: movierec-work/runs/ncf-<data>].")
+    bundles: Path = option(BUNDLES, "Bundle root: versions and the `current` pointer live here.")
+    posters: Path | None = option(None, "Poster vectors (.npz) for the poster channel [default: the ones the NCF "
+                                  "run was trained with, if any].")
+    channels: tuple = option(DEFAULT_CHANNELS, "A recall channel as NAME:QUOTA[,param=value,...], repeatable, in "
+                             "merge order (channels: sasrec, ncf, poster, item2item).", flag="--channel", repeat=True)
+    ranker: str = option("ncf", "The ranker that rescores the merged candidates.")
+    index: str = option("Flat", "FAISS index_factory string of every channel's index: 'Flat' (exact), "
+                        "'IVF256,Flat', 'HNSW32', ...")
+    index_search: str = option("", "Search parameters of the index: 'nprobe=16' (IVF), 'efSearch=64' (HNSW).")
+    keep: int = option(3, "Bundle versions to keep (the current one always stays).")
+    hold_out_last: bool = option(False, "Leave each user's last item out of the bundle (for recall benchmarks).")
+    popular_half_life_days: float = option(0.0, "Time-decay the popular list with this half-life (0 = plain counts).")
+    precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
+                                       "context skip recall and rank (about 1 ms per user at build time, "
+                                       "~2.4 KB per user on disk).")
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.sasrec_run = Path(self.sasrec_run or run_dir("sasrec", self.data_dir, "ce"))
+        self.ncf_run = Path(self.ncf_run or run_dir("ncf", self.data_dir))
+        self.bundles = Path(self.bundles)
+        self.channels = tuple(self.channels)
+        if self.keep < 1:
+            raise ConfigError("--keep must be at least 1")
+
+
+@dataclass
+class ChannelSpec:
+    name: str
+    quota: int
+    params: dict
+
+    @classmethod
+    def parse(cls, text: str) -> "ChannelSpec":
+        head, *rest = [part.strip() for part in text.split(",")]
+        name, _, quota = head.partition(":")
+        if not name or not quota.strip().isdigit() or int(quota) <= 0:
+            raise ConfigError(f"a channel is NAME:QUOTA[,param=value,...] with a positive quota, not {text!r}")
+        if name not in CHANNELS:
+            raise ConfigError(f"unknown recall channel {name!r}; known: {', '.join(CHANNELS.names())}")
+        params = {}
+        for item in rest:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"channel parameters are param=value, not {item!r} in {text!r}")
+            params[key.strip()] = value.strip()
+        return cls(name, int(quota), params)
+
+
+@dataclass
+class BuildReport:
+    version: str
+    path: Path
+    timings: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+
+def _channel_specs(options: BuildOptions) -> list[ChannelSpec]:
+    specs = [ChannelSpec.parse(text) for text in options.channels]
+    names = [spec.name for spec in specs]
+    if not specs or len(set(names)) != len(names):
+        raise ConfigError(f"give each recall channel once, at least one: {', '.join(names) or 'none'}")
+    if options.ranker not in RANKERS:
+        raise ConfigError(f"unknown ranker {options.ranker!r}; known: {', '.join(RANKERS.names())}")
+    return specs
+
+
+def _posters(options: BuildOptions) -> Path | None:
+    """The poster vectors to use: the option's, or the copy an NCF run trained with."""
+    from movierec.models.ncf.training import POSTERS_FILE
+
+    if options.posters is not None:
+        return options.posters
+    trained_with = options.ncf_run / POSTERS_FILE
+    return trained_with if trained_with.is_file() else None
+
+
+def _write_common(tmp: Path, inputs: BuildInputs, options: BuildOptions) -> np.ndarray:
+    """The catalogue, encoder, histories and lists every bundle holds; returns the user features."""
+    dataset, histories = inputs.dataset, inputs.histories
+    dataset.items[["item", "raw_id", "title", "year", "genres"]].to_parquet(tmp / "items.parquet", index=False)
+    dataset.users.to_parquet(tmp / "users.parquet", index=False)
+    write_json(tmp / "features.json", inputs.encoder.to_dict())
+    user_features = inputs.encoder.user_matrix(dataset.users, dataset.num_users)
+    save_npy(tmp / "user_features.npy", user_features)
+    save_npz(tmp / "histories.npz", {"indptr": histories.sequences.indptr, "items": histories.sequences.items,
+                                     "ratings": histories.ratings})
+    save_npy(tmp / "popular.npy", popular_items(histories.sequences.items, histories.stamps, dataset.num_items,
+                                                options.popular_half_life_days))
+    save_npy(tmp / "new.npy", new_items(dataset.items, histories.sequences.items, histories.stamps))
+    return user_features
+
+
+def build_bundle(options: BuildOptions, progress: Callable | None = None,
+                 fail_after: str | None = None) -> BuildReport:
+    """Build every component, write the bundle atomically and switch `current`.
+
+    `progress(total, description)`, when given, returns an `advance(n)` callable for a bar.
+    `fail_after` names a stage of FAIL_STAGES after which to raise: tests use it to check that
+    a build failing midway leaves the previous bundle in place."""
+    specs = _channel_specs(options)
+    index_config = IndexConfig.parse(options.index, options.index_search)
+    check_index(index_config)
+    root = options.bundles
+    root.mkdir(parents=True, exist_ok=True)
+    leftovers = clean_leftovers(root)
+    version = new_version()
+    tmp = root / f"{TMP_PREFIX}{version}"
+    tmp.mkdir()
+    timings: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        dataset = load_dataset(options.data_dir)
+        histories = Histories.from_ratings(dataset.ratings, dataset.num_users)
+        if options.hold_out_last:
+            histories = histories.without_last()
+        inputs = BuildInputs(dataset, histories, dataset.encoder, index_config,
+                             runs={"sasrec": options.sasrec_run, "ncf": options.ncf_run}, posters=_posters(options))
+        user_features = _write_common(tmp, inputs, options)
+        timings["data_seconds"] = time.perf_counter() - started
+
+        channels, fragments, left_out = [], [], []
+        for spec in specs:
+            started = time.perf_counter()
+            channel = CHANNELS.get(spec.name).build(inputs, spec.params)
+            if channel is None:
+                left_out.append(spec.name)
+                continue
+            files = ComponentFiles(tmp, f"recall.{spec.name}")
+            fragments.append({"name": spec.name, "quota": spec.quota, **channel.export(files), "files": files.names})
+            channels.append(channel)
+            timings[f"recall.{spec.name}_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        ranker = RANKERS.get(options.ranker).build(inputs, {})
+        files = ComponentFiles(tmp, f"rank.{options.ranker}")
+        rank_fragment = {"name": options.ranker, **ranker.export(files), "files": files.names}
+        timings[f"rank.{options.ranker}_seconds"] = time.perf_counter() - started
+        if fail_after == "export":
+            raise BundleError("simulated failure after export")
+
+        if options.precompute_rankings:
+            started = time.perf_counter()
+            recaller = Recaller(channels, {f["name"]: f["quota"] for f in fragments})
+            num_items, num_users = dataset.num_items, dataset.num_users
+            contexts = (RequestContext.build(num_items, histories, user, user_features[user])
+                        for user in range(1, num_users + 1))
+            advance = progress(num_users, "ranking every user") if progress else None
+            with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                precompute_rankings(recaller, ranker, contexts, advance).save(tmp / "rankings.npz")
+            timings["rankings_seconds"] = time.perf_counter() - started
+        if fail_after == "rankings":
+            raise BundleError("simulated failure after the rankings")
+
+        manifest = {
+            "bundle_format": BUNDLE_FORMAT,
+            "version": version,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "dataset": {"name": dataset.name, "path": str(options.data_dir),
+                        "ratings_file": dataset.manifest["source_files"]["ratings"]},
+            "counts": {"users": dataset.num_users, "items": dataset.num_items,
+                       "interactions": int(len(histories.sequences.items))},
+            "index": {**index_config.to_dict(), "device": next(
+                (f["index"]["device"] for f in fragments if "index" in f), "cpu")},
+            "device": {"paddle": paddle_device(), "faiss_gpus": faiss_gpu_count()},
+            "recall": {"channels": fragments, "left_out": left_out},
+            "rank": rank_fragment,
+            "hold_out_last": options.hold_out_last,
+            "popular_half_life_days": options.popular_half_life_days,
+            "precomputed_rankings": options.precompute_rankings,
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+        }
+        manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        write_json(tmp / MANIFEST, manifest)
+        if fail_after == "write":
+            raise BundleError("simulated failure before the rename")
+        tmp.rename(root / version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    switch_current(root, version)
+    pruned = prune(root, options.keep)
+    return BuildReport(version, root / version, timings,
+                       {**manifest, "pruned": pruned, "cleaned_leftovers": leftovers})
+

@@ -1,0 +1,102 @@
+"""`movierec train sasrec|ncf` and `movierec eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from movierec.models.ncf.config import NCFConfig
+from movierec.models.runs import evaluate_run, train_run
+from movierec.models.sasrec.config import SASRecConfig
+from movierec.workdir import DEFAULT_DATA, run_dir as default_run_dir
+
+from .common import CLIError, console, metrics_table, progress
+
+DATA_OPTION = typer.Option(DEFAULT_DATA, "--data", help="Normalised dataset (from `movierec data`).")
+RESUME_OPTION = typer.Option(True, help="Continue from the run directory's last checkpoint.")
+
+
+def report_epoch(state, record) -> None:
+    valid = record.get("valid")
+    text = f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}  {record['train_seconds']:.0f}s"
+    if valid:
+        text += (f"  valid sampled NDCG@10 {valid['sampled']['NDCG@10']:.4f} HR@10 {valid['sampled']['HR@10']:.4f}"
+                 f"  full NDCG@10 {valid['full']['NDCG@10']:.4f} HR@10 {valid['full']['HR@10']:.4f}")
+    console.print(text)
+
+
+def run(model: str, data_dir: Path, run_dir: Path, config, posters: Optional[Path] = None,
+        resume: bool = True) -> dict:
+    """Train (or resume) and print the test table, as `movierec train MODEL` does."""
+    metrics = train_run(model, data_dir, run_dir, config, posters=posters, resume=resume, say=console.print,
+                        progress=progress, on_epoch=report_epoch)
+    console.print(metrics_table(f"test ({metrics['dataset']}, best epoch {metrics['best_epoch']} of "
+                                f"{metrics['epochs_run']})", metrics["test"], [10]))
+    console.print(f"metrics: {run_dir / 'metrics.json'}   curves: {run_dir / 'curves.png'}")
+    return metrics
+
+
+def train_sasrec(
+    config: SASRecConfig,
+    data_dir: Path = DATA_OPTION,
+    run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
+                                           "[default: movierec-work/runs/sasrec-<data>-<loss>]."),
+    resume: bool = RESUME_OPTION,
+):
+    """Train SASRec with checkpoints (best on validation), resumable, on CPU or GPU."""
+    run("sasrec", data_dir, run_dir or default_run_dir("sasrec", data_dir, config.loss), config, resume=resume)
+
+
+def train_ncf(
+    config: NCFConfig,
+    data_dir: Path = DATA_OPTION,
+    run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
+                                           "[default: movierec-work/runs/ncf-<data>]."),
+    posters: Optional[Path] = typer.Option(None, help="Poster vectors (.npz from `movierec posters "
+                                           "embed|import`); movies without one get the presence flag off."),
+    use_posters: bool = typer.Option(True, "--use-posters/--no-posters",
+                                     help="--no-posters trains without poster vectors even when --posters is given."),
+    resume: bool = RESUME_OPTION,
+):
+    """Train the NCF ranker (NeuMF + side features + posters) with sampled negatives."""
+    from dataclasses import replace
+
+    posters = posters if use_posters else None
+    run("ncf", data_dir, run_dir or default_run_dir("ncf", data_dir), replace(config, posters=posters is not None),
+        posters=posters, resume=resume)
+
+
+def parse_range(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if not text:
+        return None
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit() or int(low) > int(high):
+        raise CLIError(f"--users takes a range of raw user ids like 1-2999, not {text!r}")
+    return int(low), int(high)
+
+
+def eval_run(
+    data_dir: Path = typer.Option(DEFAULT_DATA, "--data", help="Normalised dataset."),
+    run_dir: Path = typer.Option(..., help="A run directory (from `movierec train sasrec|ncf`)."),
+    model: str = typer.Option("sasrec", help="What the run directory holds: 'sasrec' or 'ncf'."),
+    stage: str = typer.Option("test", help="'valid' or 'test' targets of the leave-last-out split."),
+    k: List[int] = typer.Option([10], "--k", help="Cut-offs for HR@K and NDCG@K (repeatable)."),
+    seed: int = typer.Option(2018, help="Seed for the 100 sampled negatives per user."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics here as JSON."),
+    users: Optional[str] = typer.Option(None, help="Only users whose raw MovieLens id is in this range, e.g. 1-2999."),
+):
+    """HR@K / NDCG@K of a trained model and the popularity baseline, sampled and full ranking."""
+    from movierec.files import write_json
+
+    if stage not in ("valid", "test"):
+        raise CLIError(f"--stage must be 'valid' or 'test', not {stage!r}")
+    if any(value <= 0 for value in k):
+        raise CLIError("--k must be positive")
+    results = evaluate_run(data_dir, run_dir, stage, k, seed, model, parse_range(users))
+    console.print(metrics_table(f"{stage} metrics", results, k))
+    if json_out:
+        write_json(json_out, {"stage": stage, "data": str(data_dir), "run": str(run_dir), "users": users,
+                              "metrics": results})
+        console.print(f"wrote {json_out}")

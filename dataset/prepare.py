@@ -1,0 +1,40 @@
+"""`movierec data`: find a MovieLens release, read it and write the normalised dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from movierec.files import sha256_file
+from movierec.workdir import WORKDIR
+
+from .fetch import resolve_source
+from .readers import DataError, RawRelease, read_release
+from .store import write_dataset
+
+
+@dataclass
+class Prepared:
+    out: Path
+    release: RawRelease
+    files: dict          # role -> where it was read from
+    malformed: int
+
+
+def read_source(source: str, progress=None) -> tuple[Path, RawRelease]:
+    path = resolve_source(source, WORKDIR / "downloads", progress)
+    return path, read_release(path)
+
+
+def prepare_dataset(path: Path, release: RawRelease, source: str, out: Path | None, strict: bool) -> Prepared:
+    """Write `release` (read from `path`) as a normalised dataset; with `strict`, a release with
+    malformed lines is refused and nothing is written."""
+    malformed = sum(r.malformed for r in release.reports)
+    if strict and malformed:
+        raise DataError(f"{malformed} malformed line(s) and --strict was given; nothing written")
+    out = out or WORKDIR / "data" / release.name
+    files = {role: str(path / name) if path.is_dir() else f"{path}!{name}" for role, name in release.files.items()}
+    source_files = {role: {"path": where, "sha256": sha256_file(path / release.files[role])}
+                    if path.is_dir() else {"path": where} for role, where in files.items()}
+    write_dataset(release, out, source=str(source), source_files=source_files)
+    return Prepared(out, release, files, malformed)

@@ -1,0 +1,1 @@
+"""NCF: NeuMF with side features and posters, the ranking model."""

@@ -1,0 +1,1 @@
+"""SASRec: the sequential recall model."""

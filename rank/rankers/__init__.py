@@ -1,0 +1,7 @@
+"""The rankers, by name. A new ranker is one module here and one line below."""
+
+from movierec.registry import Registry
+
+RANKERS = Registry("ranker", {
+    "ncf": "movierec.rank.rankers.ncf:NCFRanker",
+})

@@ -1,0 +1,51 @@
+"""The recall-channel protocol: one source of candidates for a request.
+
+A channel has a `name` (its key in `recall.channels.CHANNELS` and in the manifest), answers
+`retrieve(context, k, allowed)` with at most k `Candidates` out of the `allowed` mask, best
+first, and is a bundle component (`recall.component`): built offline, exported to its own
+files, loaded back by the server without Paddle. A channel that does not apply to a request
+(no state for a new user, no poster to start from) returns None: the merger then leaves its
+quota out, where the quota of a channel that ran dry goes to the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .component import BuildInputs, ComponentFiles
+from .context import ItemMask, RequestContext
+
+
+@dataclass
+class Candidates:
+    items: np.ndarray   # int64 contiguous item ids, best first
+    scores: np.ndarray  # float32, the channel's own score
+
+    @classmethod
+    def empty(cls) -> "Candidates":
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class RecallChannel(Protocol):
+    name: str
+
+    def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None: ...
+
+    @classmethod
+    def build(cls, inputs: BuildInputs, params: dict) -> "RecallChannel | None":
+        """Offline, from trained runs and data; None when its source is missing (the build
+        leaves the channel out and says so)."""
+
+    def export(self, files: ComponentFiles) -> dict:
+        """Write the channel's files; returns what the manifest records of it (its parameters,
+        dimensions, sources)."""
+
+    @classmethod
+    def load(cls, files: ComponentFiles, fragment: dict) -> "RecallChannel":
+        """From the files `export` wrote and the manifest fragment it returned."""

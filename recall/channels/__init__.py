@@ -1,0 +1,10 @@
+"""The recall channels, by name. A new channel is one module here and one line below."""
+
+from movierec.registry import Registry
+
+CHANNELS = Registry("recall channel", {
+    "sasrec": "movierec.recall.channels.sasrec:SASRecChannel",
+    "ncf": "movierec.recall.channels.ncf:NCFChannel",
+    "poster": "movierec.recall.channels.poster:PosterChannel",
+    "item2item": "movierec.recall.channels.item2item:Item2ItemChannel",
+})

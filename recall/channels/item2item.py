@@ -1,0 +1,84 @@
+"""`item2item`: co-occurrence neighbours of the user's last items. It works from a single
+item, and so carries users with very short histories."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from movierec.options import option
+
+from ..channel import Candidates
+from ..component import BuildInputs, ComponentFiles, parse_params
+from ..context import ItemMask, RequestContext
+
+
+@dataclass
+class Item2ItemParams:
+    neighbours: int = option(50, "Neighbours kept per item.")
+    seeds: int = option(5, "Most recent items whose neighbours are recalled.")
+
+
+def item2item_neighbours(sequences_indptr: np.ndarray, sequences_items: np.ndarray, num_items: int,
+                         k: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(num_items + 1, k) neighbour ids and cosine co-occurrence scores over users' histories."""
+    import scipy.sparse as sp
+
+    users = np.repeat(np.arange(len(sequences_indptr) - 1), np.diff(sequences_indptr))
+    matrix = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, sequences_items)),
+                           shape=(len(sequences_indptr) - 1, num_items + 1))
+    matrix.data[:] = 1.0  # repeated interactions count once
+    co = (matrix.T @ matrix).toarray()
+    counts = np.sqrt(np.maximum(np.diag(co), 1.0))
+    co /= counts[:, None] * counts[None, :]
+    np.fill_diagonal(co, 0.0)
+    co[0, :] = 0.0
+    co[:, 0] = 0.0
+    k = min(k, num_items)
+    ids = np.argpartition(-co, k - 1, axis=1)[:, :k]
+    scores = np.take_along_axis(co, ids, axis=1)
+    order = np.argsort(-scores, axis=1)
+    ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+    ids[scores <= 0] = 0
+    return ids.astype(np.int64), scores.astype(np.float32)
+
+
+class Item2ItemChannel:
+    name = "item2item"
+
+    def __init__(self, neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, params: Item2ItemParams):
+        self.neighbour_ids = neighbour_ids
+        self.neighbour_scores = neighbour_scores
+        self.params = params
+
+    def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates:
+        """Neighbours of the last few items, more recent ones weighing more."""
+        seeds = context.sequence[context.sequence > 0][-self.params.seeds:]
+        if len(seeds) == 0:
+            return Candidates.empty()
+        weights = 0.5 ** np.arange(len(seeds))[::-1]
+        ids = self.neighbour_ids[seeds].ravel()
+        scores = (self.neighbour_scores[seeds] * weights[:, None]).ravel()
+        totals = np.bincount(ids, weights=scores, minlength=len(self.neighbour_ids)).astype(np.float32)
+        totals[~allowed.array] = 0.0
+        candidates = np.flatnonzero(totals > 0)
+        top = candidates[np.argsort(-totals[candidates], kind="stable")[:k]]
+        return Candidates(top.astype(np.int64), totals[top])
+
+    @classmethod
+    def build(cls, inputs: BuildInputs, params: dict) -> "Item2ItemChannel":
+        settings = parse_params(Item2ItemParams, params, cls.name)
+        sequences = inputs.histories.sequences
+        ids, scores = item2item_neighbours(sequences.indptr, sequences.items, inputs.dataset.num_items,
+                                           settings.neighbours)
+        return cls(ids, scores, settings)
+
+    def export(self, files: ComponentFiles) -> dict:
+        files.save_npz("neighbours.npz", {"ids": self.neighbour_ids, "scores": self.neighbour_scores})
+        return {"params": asdict(self.params)}
+
+    @classmethod
+    def load(cls, files: ComponentFiles, fragment: dict) -> "Item2ItemChannel":
+        neighbours = files.load_npz("neighbours.npz")
+        return cls(neighbours["ids"], neighbours["scores"], parse_params(Item2ItemParams, fragment["params"], cls.name))

@@ -1,0 +1,1 @@
+"""The shared training loop and training runs on disk."""
