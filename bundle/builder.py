@@ -56,8 +56,8 @@ FAIL_STAGES = ("export", "rankings", "write")
 @dataclass
 class BuildOptions:
     data_dir: Path = option(DEFAULT_DATA, "Normalised dataset (from `movierec data`).", flag="--data")
-    sasrec_run: Path | None = option(None, "SASRec run directory [default: movierec-work/runs/sasrec-<data>-ce].")
-    ncf_run: Path | None = option(None, "NCF run directory [default: movierec-work/runs/ncf-<data>].")
+    sasrec_run: Path | None = option(None, "SASRec run directory (default: movierec-work/runs/sasrec-<data>-ce).")
+    ncf_run: Path | None = option(None, "NCF run directory (default: movierec-work/runs/ncf-<data>).")
     bundles: Path = option(BUNDLES, "Bundle root: versions and the `current` pointer live here.")
     posters: Path | None = option(None, "Poster vectors (.npz) for the poster channel [default: the ones the NCF "
                                   "run was trained with, if any].")

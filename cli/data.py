@@ -35,7 +35,7 @@ def data(
                                "or 'ml-1m'/'ml-100k' (found under shared/data or MOVIEREC_DATA_DIR, "
                                "else downloaded from GroupLens)."),
     out: Optional[Path] = typer.Option(None, help="Where to write the normalised dataset "
-                                       "[default: movierec-work/data/<release>]."),
+                                       "(default: movierec-work/data/<release>)."),
     strict: bool = typer.Option(False, help="Fail instead of skipping malformed lines."),
 ):
     """Normalise a MovieLens release (ML-1M or ML-100K) into movierec's parquet format."""

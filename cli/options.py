@@ -19,6 +19,14 @@ def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
+def _declarations(field: dataclasses.Field, hint) -> str:
+    """The option's spelling; a bool without its own gets --name/--no-name."""
+    flag = _flag(field)
+    if hint is bool and not field.metadata.get("flag"):
+        return f"{flag}/--no-{flag[2:]}"
+    return flag
+
+
 def _is_tuple(hint) -> bool:
     return hint is tuple or typing.get_origin(hint) is tuple
 
@@ -69,7 +77,8 @@ def with_config(command):
         for field in fields:
             parameters.append(inspect.Parameter(
                 field.name, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(field, type_hints[field.name]),
-                default=typer.Option(_default(field), _flag(field), help=field.metadata.get("help", ""))))
+                default=typer.Option(_default(field), _declarations(field, type_hints[field.name]),
+                                     help=field.metadata.get("help", ""))))
     names = [p.name for p in parameters]
     clashes = {name for name in names if names.count(name) > 1}
     if clashes:

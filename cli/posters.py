@@ -34,7 +34,7 @@ def embed(
 def import_vectors(
     file: Path = typer.Argument(..., help=".npz with 'movie_id' (N,) and 'vectors' (N, D), made elsewhere."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="Check that every movie id is in this dataset."),
-    out: Optional[Path] = typer.Option(None, help="Where to write the checked copy [default: movierec-work/posters/<name>]."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the checked copy (default: movierec-work/posters/<name>)."),
 ):
     """Validate poster vectors produced elsewhere (ids, NaN/inf, one dimension) and store them."""
     from movierec.dataset.posters import load_posters

@@ -59,7 +59,7 @@ def recommend(
     min_year: int = typer.Option(0, help="Earliest release year."),
     max_year: int = typer.Option(0, help="Latest release year."),
     explain: bool = typer.Option(False, help="Show recall channels and rank scores."),
-    target: str = typer.Option("127.0.0.1:50051", help="host:port of a `movierec serve`."),
+    target: str = typer.Option(ServerConfig.address, help="host:port of a `movierec serve`."),
     timeout: float = typer.Option(10.0, help="Deadline in seconds."),
     tls_ca: Optional[Path] = typer.Option(None, help="PEM CA that signed the server's certificate: connect with TLS."),
     tls_cert: Optional[Path] = typer.Option(None, help="PEM client certificate, for a server that requires mutual TLS."),

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from movierec.models.ncf.config import NCFConfig
-from movierec.models.runs import evaluate_run, train_run
+from movierec.models.runs import TEST_SEED, evaluate_run, train_run
 from movierec.models.sasrec.config import SASRecConfig
 from movierec.workdir import DEFAULT_DATA, run_dir as default_run_dir
 
@@ -42,7 +42,7 @@ def train_sasrec(
     config: SASRecConfig,
     data_dir: Path = DATA_OPTION,
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
-                                           "[default: movierec-work/runs/sasrec-<data>-<loss>]."),
+                                           "(default: movierec-work/runs/sasrec-<data>-<loss>)."),
     resume: bool = RESUME_OPTION,
 ):
     """Train SASRec with checkpoints (best on validation), resumable, on CPU or GPU."""
@@ -53,7 +53,7 @@ def train_ncf(
     config: NCFConfig,
     data_dir: Path = DATA_OPTION,
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
-                                           "[default: movierec-work/runs/ncf-<data>]."),
+                                           "(default: movierec-work/runs/ncf-<data>)."),
     posters: Optional[Path] = typer.Option(None, help="Poster vectors (.npz from `movierec posters "
                                            "embed|import`); movies without one get the presence flag off."),
     use_posters: bool = typer.Option(True, "--use-posters/--no-posters",
@@ -83,7 +83,7 @@ def eval_run(
     model: str = typer.Option("sasrec", help="What the run directory holds: 'sasrec' or 'ncf'."),
     stage: str = typer.Option("test", help="'valid' or 'test' targets of the leave-last-out split."),
     k: List[int] = typer.Option([10], "--k", help="Cut-offs for HR@K and NDCG@K (repeatable)."),
-    seed: int = typer.Option(2018, help="Seed for the 100 sampled negatives per user."),
+    seed: int = typer.Option(TEST_SEED, help="Seed for the 100 sampled negatives per user."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics here as JSON."),
     users: Optional[str] = typer.Option(None, help="Only users whose raw MovieLens id is in this range, e.g. 1-2999."),
 ):

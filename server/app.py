@@ -310,14 +310,20 @@ async def start(config: ServerConfig) -> RunningServer:
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     credentials = server_credentials(config)
-    port = (server.add_secure_port(config.address, credentials) if credentials
-            else server.add_insecure_port(config.address))
+    try:
+        port = (server.add_secure_port(config.address, credentials) if credentials
+                else server.add_insecure_port(config.address))
+    except RuntimeError:
+        port = 0
     if port == 0:
         raise ServerError(f"cannot listen on {config.address}")
     await server.start()
     try:
         if config.metrics_port:
-            start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+            try:
+                start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+            except OSError as exc:
+                raise ServerError(f"cannot serve metrics on 127.0.0.1:{config.metrics_port} ({exc.strerror})") from None
         await holder.load()
     except BaseException:
         await server.stop(0)  # nothing to serve: release the port before reporting why

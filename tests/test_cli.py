@@ -146,3 +146,24 @@ def test_quickstart_trains_and_builds_a_bundle_with_the_train_commands_defaults(
     assert sasrec["loss"] == "ce" and sasrec["epochs"] == 1 and sasrec["hidden"] == 50 and sasrec["lr_decay"] == 1.0
     assert json.loads((work / "runs" / "ncf-ml-100k" / "config.json").read_text())["epochs"] == 1
     assert (work / "bundles" / "current").exists()
+
+
+def test_only_movierecs_own_errors_are_user_errors():
+    import typer
+
+    from movierec.cli.common import handles_errors
+    from movierec.errors import ConfigError
+
+    @handles_errors
+    def bug():
+        raise ValueError("a bug, not bad input")
+
+    @handles_errors
+    def bad_input():
+        raise ConfigError("--lr must be positive")
+
+    with pytest.raises(ValueError, match="a bug"):
+        bug()
+    with pytest.raises(typer.Exit) as info:
+        bad_input()
+    assert info.value.exit_code == 2

@@ -167,6 +167,20 @@ def test_serve_without_a_bundle_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_metrics_port_in_use_is_a_clear_error(served_root):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(served_root),
+                                 "--address", "127.0.0.1:0", "--metrics-port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_server_without_precomputed_rankings_answers_the_same(bundle_root):
     from movierec.server.app import ServerConfig
 
