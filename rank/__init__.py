@@ -1,1 +1,1 @@
-"""Rank stage: second-stage rescoring of recalled candidates."""
+"""Rank stage: the ranker protocol, the rankers, and the per-user rankings built offline."""

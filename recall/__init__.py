@@ -1,1 +1,1 @@
-"""Recall stage: candidate generators (SASRec today; FAISS channels build on it)."""
+"""Recall stage: the request context, the channel and vector-index protocols, the channels, the merger."""
