@@ -90,13 +90,14 @@ def corrupt_copies(root: Path) -> list[str]:
         target = root / name
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest["version"] = name
         if damage == "truncate":
             index = target / "recall.sasrec.items.index"
             index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
         else:
-            manifest = json.loads((target / "manifest.json").read_text())
             manifest["checksums"]["popular.npy"] = "0" * 64
-            (target / "manifest.json").write_text(json.dumps(manifest))
+        (target / "manifest.json").write_text(json.dumps(manifest))
         names.append(name)
     return names
 

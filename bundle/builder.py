@@ -24,6 +24,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -214,7 +215,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         manifest = {
             "bundle_format": BUNDLE_FORMAT,
             "version": version,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "dataset": {"name": dataset.name, "path": str(options.data_dir),
                         "ratings_file": dataset.manifest["source_files"]["ratings"]},
             "counts": {"users": dataset.num_users, "items": dataset.num_items,

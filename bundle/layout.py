@@ -9,6 +9,7 @@ builds that died.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from movierec.errors import MovieRecError
+from movierec.files import MANIFEST
 
 CURRENT = "current"
 TMP_PREFIX = ".tmp-"
@@ -44,12 +46,36 @@ def switch_current(root: Path, version: str) -> None:
     os.replace(tmp, link)
 
 
+def built_versions(root: Path) -> list[tuple[str, str]]:
+    """(build time, name) of every version directory this tool wrote, oldest first: a real
+    directory whose manifest names it and says when it was built. Anything else in the root
+    (a copy made by hand, a directory of another tool) is not a version."""
+    versions = []
+    for path in root.iterdir():
+        if path.is_symlink() or not path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("version") == path.name and "bundle_format" in manifest \
+                and isinstance(manifest.get("created_at"), str):
+            versions.append((manifest["created_at"], path.name))
+    return sorted(versions)
+
+
 def prune(root: Path, keep: int) -> list[str]:
+    """Remove the oldest built versions beyond the newest `keep`; `current` and the version
+    built before it (the one to roll back to) always stay."""
+    versions = [name for _, name in built_versions(root)]
     current = current_version(root)
-    versions = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v") and not p.is_symlink())
+    protected = set()
+    if current is not None and current.name in versions:
+        position = versions.index(current.name)
+        protected = {current.name, *versions[max(position - 1, 0):position]}
     removed = []
     for name in versions[:-keep] if keep > 0 else []:
-        if current is None or name != current.name:
+        if name not in protected:
             shutil.rmtree(root / name, ignore_errors=True)
             removed.append(name)
     return removed

@@ -13,7 +13,8 @@ import pandas as pd
 
 from movierec.dataset.features import FeatureEncoder
 from movierec.dataset.sequences import Histories, Sequences
-from movierec.dataset.store import Catalogue
+from movierec.dataset.store import ITEM_COLUMNS, USER_COLUMNS, Catalogue, read_table
+from movierec.errors import echo
 from movierec.files import load_npy, load_npz, read_manifest, verify_files
 from movierec.rank.precomputed import PrecomputedRankings
 from movierec.rank.ranker import Ranker
@@ -64,6 +65,9 @@ class Bundle(Catalogue):
 
 def verify(path: Path) -> dict:
     manifest = read_manifest(path, "bundle_format", BUNDLE_FORMAT, BundleError, "bundle", REMEDY)
+    if manifest.get("version") != path.name:
+        raise BundleError(f"{path.name}: its manifest is of version {echo(manifest.get('version'))}, "
+                          "not the directory's name")
     verify_files(path, manifest.get("checksums", {}), BundleError, REMEDY, exact=True)
     return manifest
 
@@ -95,7 +99,7 @@ def load_bundle(path: str | Path, with_rankings: bool = True) -> Bundle:
 
 def _open(path: Path, manifest: dict, with_rankings: bool) -> Bundle:
     histories = load_npz(path / "histories.npz")
-    users = pd.read_parquet(path / "users.parquet")
+    users = read_table(path / "users.parquet", USER_COLUMNS, BundleError, REMEDY)
     fragments = manifest["recall"]["channels"]
     channels = [CHANNELS.get(f["name"]).load(ComponentFiles(path, f"recall.{f['name']}"), f) for f in fragments]
     rank = manifest["rank"]
@@ -104,7 +108,7 @@ def _open(path: Path, manifest: dict, with_rankings: bool) -> Bundle:
     return Bundle(
         path=path,
         manifest=manifest,
-        items=pd.read_parquet(path / "items.parquet"),
+        items=read_table(path / "items.parquet", ITEM_COLUMNS, BundleError, REMEDY),
         users=users,
         encoder=FeatureEncoder.from_dict(json.loads((path / "features.json").read_text())),
         user_features=load_npy(path / "user_features.npy"),

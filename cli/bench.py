@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import typer
+from rich.markup import escape
 from rich.table import Table
 
-from movierec.client.bench import BenchConfig, run_bench
+from movierec.client.bench import BenchConfig, BenchFailed, failed_runs, run_bench
 
-from .common import console
+from .common import console, err_console
 
 PERCENTILE_COLUMNS = ("p50", "p90", "p95", "p99", "p99.9", "max")
 
@@ -46,7 +48,11 @@ def sweep_table(rows: list[dict]) -> Table:
 
 def bench(config: BenchConfig):
     """Latency benchmark: percentiles, throughput, errors, server stages, the gRPC floor, in-process timings."""
-    report = run_bench(config, say=console.print)
+    try:
+        report = run_bench(config, say=console.print)
+    except BenchFailed as exc:
+        err_console.print(f"[bold red]bench failed:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     console.print(latency_table(report, config.mode, config.floor))
     if "p50_ratio_to_floor" in report:
         console.print(f"Recommend p50 / floor p50 = {report['p50_ratio_to_floor']:.2f}")
@@ -68,3 +74,10 @@ def bench(config: BenchConfig):
                           f"~{in_process['mean_candidates_known_users']:.0f} candidates online): " + ", ".join(
                               f"{k} {v['p50']:.0f} / {v['p99']:.0f}" for k, v in part["stages_us"].items()))
     console.print(f"wrote {config.out / 'bench.json'} and {config.out / 'latency.png'}")
+    failed = failed_runs(report)
+    for line in failed:
+        err_console.print(f"[bold red]bench failed:[/] {escape(line)}")
+    if recommend["not_sent"]:
+        err_console.print(f"[yellow]the client fell behind: {recommend['not_sent']:,} scheduled calls were not sent[/]")
+    if failed:
+        raise typer.Exit(1)

@@ -15,12 +15,14 @@ logging.getLogger("faiss").setLevel(logging.WARNING)
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from movierec.errors import MovieRecError
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# No emoji codes: an address such as "[::1]:50051" or a message with ":x:" prints as written.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 class CLIError(MovieRecError):
@@ -35,7 +37,7 @@ def handles_errors(command):
         try:
             return command(*args, **kwargs)
         except MovieRecError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]; a resumable run continues from its last checkpoint")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from movierec.server.app import ServerConfig
@@ -25,17 +26,17 @@ def serve_with(config: ServerConfig) -> None:
         info = running.holder.served.pipeline.bundle
         host = config.address.rsplit(":", 1)[0]
         target = f"{host}:{running.port}"
-        console.print(f"serving bundle [green]{info.version}[/] on [bold]{target}[/]"
+        console.print(f"serving bundle [green]{info.version}[/] on [bold]{escape(target)}[/]"
                       + (f", metrics on http://127.0.0.1:{config.metrics_port}/metrics" if config.metrics_port else ""))
-        console.print(f"call it:  movierec recommend --user 1 --target {target}")
-        console.print(f"   or:    grpcurl -plaintext -d '{{\"user_id\": 1, \"n\": 10}}' {target} "
+        console.print(f"call it:  movierec recommend --user 1 --target {escape(target)}")
+        console.print(f"   or:    grpcurl -plaintext -d '{{\"user_id\": 1, \"n\": 10}}' {escape(target)} "
                       "movierec.v1.Recommender/Recommend")
         console.print("stop with Ctrl-C (in-flight calls are drained)")
 
     if config.workers == 1:
         asyncio.run(serve_forever(config, ready))
         return
-    console.print(f"starting {config.workers} workers on {config.address} (bundles {config.bundles}); "
+    console.print(f"starting {config.workers} workers on {escape(config.address)} (bundles {config.bundles}); "
                   "stop with Ctrl-C")
     if serve_workers(config):
         raise CLIError("a worker exited with an error; see the log above")
@@ -113,3 +114,31 @@ def recommend(
                   f"total {t.total_ms:.2f} ms" + (" (personalized list precomputed in the bundle)" if t.precomputed else ""))
     if response.ignored_item_ids:
         err_console.print(f"[yellow]unknown movie ids ignored: {list(response.ignored_item_ids)}[/]")
+
+
+def reload(
+    version: str = typer.Option("", help="A version directory under the server's bundle root (empty: re-read "
+                                "`current`)."),
+    target: str = typer.Option(ServerConfig.address, help="host:port of a `movierec serve`."),
+    admin_token_file: Optional[Path] = typer.Option(None, help="File with the server's admin bearer token."),
+    timeout: float = typer.Option(60.0, help="Deadline in seconds (loading a large bundle takes a while)."),
+    tls_ca: Optional[Path] = typer.Option(None, help="PEM CA that signed the server's certificate: connect with TLS."),
+    tls_cert: Optional[Path] = typer.Option(None, help="PEM client certificate (of the admin CA, or for mutual TLS)."),
+    tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert."),
+):
+    """Ask a running server to switch bundles (an admin call): it loads and verifies the new one
+    beside the old, and keeps the old one if the new one is refused."""
+    import grpc
+
+    from movierec.client.connect import admin_metadata, channel
+    from movierec.server.v1 import recommender_pb2 as pb
+    from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+    with channel(target, tls_ca, tls_cert, tls_key) as connection:
+        try:
+            info = pb_grpc.RecommenderStub(connection).ReloadBundle(
+                pb.ReloadBundleRequest(version=version), timeout=timeout, metadata=admin_metadata(admin_token_file))
+        except grpc.RpcError as exc:
+            raise CLIError(f"{target}: {exc.code().name}: {exc.details()}") from None
+    console.print(f"{escape(target)} now serves bundle [green]{info.version}[/] ({info.items:,} items, "
+                  f"{info.users:,} users, index {info.index} on {info.device})")

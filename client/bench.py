@@ -3,6 +3,7 @@ an optional concurrency sweep and in-process stage timings; the report as JSON a
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,35 @@ from movierec.options import option
 from movierec.workdir import BUNDLES, WORKDIR
 
 from . import loadtest
+from .connect import channel
+
+MAX_SECONDS = 3600.0
+MAX_RATE = 100_000.0
+MAX_CONCURRENCY = 1024
+MAX_FAILED_SHARE = 0.01
+
+
+class BenchFailed(Exception):
+    """The run could not measure what it should: the target did not answer, or too many calls failed."""
+
+
+def served_version(target: str) -> str:
+    """The version of the bundle the target serves, from GetBundleInfo."""
+    import grpc
+
+    from movierec.server.v1 import recommender_pb2 as pb
+    from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+
+    with channel(target) as connection:
+        try:
+            return pb_grpc.RecommenderStub(connection).GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).version
+        except grpc.RpcError as exc:
+            raise BenchFailed(f"{target} does not answer GetBundleInfo ({exc.code().name}); "
+                              "is a `movierec serve` running there?") from None
+
+
+def failures(summary: dict) -> str:
+    return ", ".join(f"{code} {count:,}" for code, count in sorted(summary["codes"].items()) if code != "OK")
 
 
 @dataclass
@@ -45,10 +75,15 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if (self.target is None) == (not self.spawn):
             raise ConfigError("give exactly one of --target HOST:PORT or --spawn")
+        if not all(math.isfinite(v) for v in (self.duration, self.warmup, self.rate, self.new_users, self.with_recent)):
+            raise ConfigError("--duration, --warmup, --rate, --new-users and --with-recent must be finite numbers")
         if self.concurrency < 1 or self.processes < 1 or self.duration <= 0 or self.warmup < 0 or self.rate < 0:
             raise ConfigError("--concurrency and --processes must be >= 1, --duration > 0, --warmup and --rate >= 0")
-        if any(level < 1 for level in self.sweep):
-            raise ConfigError("--sweep concurrencies must be >= 1")
+        if self.duration + self.warmup > MAX_SECONDS or self.rate > MAX_RATE or self.concurrency > MAX_CONCURRENCY:
+            raise ConfigError(f"a run is bounded: --warmup plus --duration at most {MAX_SECONDS:,} s, --rate at most "
+                              f"{MAX_RATE:,}/s, --concurrency at most {MAX_CONCURRENCY:,}")
+        if any(level < 1 or level > MAX_CONCURRENCY for level in self.sweep):
+            raise ConfigError(f"--sweep concurrencies must be between 1 and {MAX_CONCURRENCY:,}")
         self.sweep = tuple(sorted(set(self.sweep)))
         self.mix = loadtest.Mix(self.new_users, self.with_recent, self.n)
 
@@ -70,20 +105,25 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict:
         say(f"starting a server on {bundle_path.name} ...")
         server, target = loadtest.spawn_server(config.bundles, config.out / "server.log",
                                                workers=config.server_workers, precomputed=config.precomputed)
-    report = {"target": target, "bundle": bundle_path.name, "mix": vars(config.mix), "machine": loadtest.machine(),
-              "server_workers": config.server_workers if config.spawn else None,
-              "server_precomputed": config.precomputed if config.spawn else None,
-              "date": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-              "load": {"concurrency": config.concurrency if not config.rate else None, "rate": config.rate or None,
-                       "duration": config.duration, "warmup": config.warmup, "processes": config.processes}}
-    floor_latencies = np.zeros(0)
     try:
+        version = served_version(target)
+        if version != bundle_path.name:
+            say(f"the target serves bundle {version}; users and movies of the mix come from {bundle_path.name}")
+        report = {"target": target, "bundle": version, "mix_bundle": bundle_path.name, "mix": vars(config.mix),
+                  "machine": loadtest.machine(),
+                  "server_workers": config.server_workers if config.spawn else None,
+                  "server_precomputed": config.precomputed if config.spawn else None,
+                  "date": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+                  "load": {"concurrency": config.concurrency if not config.rate else None,
+                           "rate": config.rate or None, "duration": config.duration, "warmup": config.warmup,
+                           "processes": config.processes}}
         spec = loadtest.LoadSpec(target=target, duration=config.duration, warmup=config.warmup,
                                  concurrency=config.concurrency, rate=config.rate, processes=config.processes,
                                  mix=config.mix, users=users, items=items)
         say(f"Recommend: {config.mode}, {config.duration:g}s after {config.warmup:g}s warm-up, "
             f"{config.processes} client processes")
         report["recommend"], latencies = loadtest.run_load(spec)
+        floor_latencies = np.zeros(0)
         if config.floor:
             say("floor: the same load against grpc.health.v1.Health/Check")
             report["floor"], floor_latencies = loadtest.run_load(spec, floor=True)
@@ -101,5 +141,14 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict:
         report["p50_ratio_to_floor"] = report["recommend"]["p50_ms"] / report["floor"]["p50_ms"]
     write_json(config.out / "bench.json", report)
     loadtest.plot(latencies, floor_latencies, config.out / "latency.png",
-                  f"movierec bench: {config.mode}, bundle {bundle_path.name}")
+                  f"movierec bench: {config.mode}, bundle {version}")
     return report
+
+
+def failed_runs(report: dict) -> list[str]:
+    """A line for each part of the run where more than MAX_FAILED_SHARE of the calls failed."""
+    parts = [("Recommend", report["recommend"])] + ([("floor", report["floor"])] if "floor" in report else [])
+    parts += [(f"sweep {row['concurrency']} in flight {name}", row[name])
+              for row in report.get("sweep", []) for name in ("recommend", "floor")]
+    return [f"{name}: {summary['failed_share']:.1%} of the calls failed ({failures(summary)})"
+            for name, summary in parts if summary["failed_share"] > MAX_FAILED_SHARE]

@@ -91,11 +91,13 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
 
     from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 
+    from .connect import aio_channel
+
     share = 1.0 / spec.processes
     requests = _requests(spec, worker, 4096)
     latencies, codes, stages = [], {}, []
     # Several connections per process, so SO_REUSEPORT can spread them over server workers.
-    channels = [grpc.aio.insecure_channel(spec.target, options=[("grpc.use_local_subchannel_pool", 1)])
+    channels = [aio_channel(spec.target, options=(("grpc.use_local_subchannel_pool", 1),))
                 for _ in range(CONNECTIONS_PER_PROCESS)]
     try:
         stubs = [pb_grpc.RecommenderStub(c) for c in channels]
@@ -104,7 +106,7 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
         begin = time.perf_counter()
         measure_from = begin + spec.warmup
         end = measure_from + spec.duration
-        counter = 0
+        counter = not_sent = 0
 
         async def call(scheduled: float) -> None:
             nonlocal counter
@@ -121,9 +123,10 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
             done = time.perf_counter()
-            if scheduled >= measure_from and done <= end + 5:
-                latencies.append(done - scheduled)
+            if scheduled >= measure_from:
                 codes[code] = codes.get(code, 0) + 1
+                if code == "OK":  # a failed call's latency says nothing about serving
+                    latencies.append(done - scheduled)
                 if response is not None and not floor:
                     t = response.timings
                     stages.append((t.recall_ms, t.rank_ms, t.blend_ms, t.total_ms, t.precomputed))
@@ -133,9 +136,11 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
             tasks = set()
             next_at = begin
             while next_at < end:
-                delay = next_at - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                now = time.perf_counter()
+                if now >= end:  # the client fell behind its schedule: what is left is not sent
+                    not_sent = int((end - next_at) / interval) + 1
+                    break
+                await asyncio.sleep(max(next_at - now, 0.0))
                 task = asyncio.create_task(call(next_at))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -152,7 +157,7 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
     finally:
         for channel in channels:
             await channel.close()
-    return {"latencies": latencies, "codes": codes, "stages": stages}
+    return {"latencies": latencies, "codes": codes, "stages": stages, "not_sent": not_sent}
 
 
 def _worker(spec: LoadSpec, worker: int, floor: bool, queue) -> None:
@@ -202,6 +207,8 @@ def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
     summary = summarise(latencies, spec.duration)
     summary["codes"] = codes
     summary["errors"] = sum(v for k, v in codes.items() if k != "OK")
+    summary["failed_share"] = summary["errors"] / max(sum(codes.values()), 1)
+    summary["not_sent"] = sum(r["not_sent"] for r in results)
     cpu = sum(r["cpu_seconds"] for r in results)
     summary["client_cpu_seconds"] = cpu
     summary["client_cpu_share_of_a_core"] = cpu / (spec.warmup + spec.duration)
@@ -257,15 +264,16 @@ def wait_serving(target: str, timeout: float, poll: float = 0.2, process: subpro
 
 
 def spawn_server(bundles: Path, log_path: Path, watch_interval: float = 0.0, metrics_port: int = 0,
-                 workers: int = 1, precomputed: bool = True) -> tuple[subprocess.Popen, str]:
-    """`movierec serve` in a child process on a free loopback port, once it reports SERVING."""
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    with open(log_path, "w") as log:
+                 workers: int = 1, precomputed: bool = True, port: int | None = None,
+                 extra: tuple = ()) -> tuple[subprocess.Popen, str]:
+    """`movierec serve` in a child process on a loopback port (a free one unless given), once it
+    reports SERVING; `extra` are more `serve` options. The log is appended to."""
+    target = f"127.0.0.1:{port or free_port()}"
+    with open(log_path, "a") as log:
         process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--bundles", str(bundles),
                                     "--address", target, "--metrics-port", str(metrics_port),
                                     "--watch-interval", str(watch_interval), "--workers", str(workers),
-                                    "--precomputed" if precomputed else "--no-precomputed"],
+                                    "--precomputed" if precomputed else "--no-precomputed", *extra],
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_serving(target, 180, process=process)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from movierec.errors import MovieRecError
 from movierec.files import MANIFEST, read_manifest, replace_dir, sha256_file, verify_files, write_json
 
 from .features import USER_FEATURES, ZIP_PREFIX_LEN, FeatureEncoder
@@ -31,6 +32,22 @@ from .readers import DataError, RawRelease
 FORMAT_VERSION = 1
 TABLES = ("ratings.parquet", "users.parquet", "items.parquet")
 REMEDY = "re-run `movierec data`"
+USER_COLUMNS = ("user", "raw_id", *USER_FEATURES, *(f"{f}_idx" for f in USER_FEATURES))
+ITEM_COLUMNS = ("item", "raw_id", "title", "year", "genres")
+COLUMNS = {"ratings.parquet": ("user", "item", "rating", "timestamp", "row"),
+           "users.parquet": USER_COLUMNS, "items.parquet": ITEM_COLUMNS}
+
+
+def read_table(path: Path, columns: tuple, error: type[MovieRecError], remedy: str) -> pd.DataFrame:
+    """A parquet table that must have `columns`; anything else is refused with what is missing."""
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise error(f"{path.name}: not a readable parquet table ({type(exc).__name__}); {remedy}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise error(f"{path.parent.name}/{path.name} lacks the column(s) {', '.join(missing)}; {remedy}")
+    return table
 
 
 def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
@@ -178,10 +195,5 @@ def load_dataset(path: str | Path, verify: bool = True) -> Dataset:
         missing = [name for name in TABLES if not (path / name).is_file()]
         if missing:
             raise DataError(f"{path}: {missing[0]} is missing; {REMEDY}")
-    return Dataset(
-        path=path,
-        manifest=manifest,
-        ratings=pd.read_parquet(path / "ratings.parquet"),
-        users=pd.read_parquet(path / "users.parquet"),
-        items=pd.read_parquet(path / "items.parquet"),
-    )
+    ratings, users, items = (read_table(path / name, COLUMNS[name], DataError, REMEDY) for name in TABLES)
+    return Dataset(path=path, manifest=manifest, ratings=ratings, users=users, items=items)

@@ -8,3 +8,10 @@ class MovieRecError(Exception):
 
 class ConfigError(MovieRecError, ValueError):
     """A setting out of its range, or settings that do not go together."""
+
+
+def echo(value, limit: int = 100) -> str:
+    """`repr(value)` for an error message, cut to about `limit` characters: a message never
+    repeats input of any size back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

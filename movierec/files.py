@@ -88,6 +88,8 @@ def read_manifest(directory: Path, format_key: str, expected: int, error: type[M
                   what: str, remedy: str) -> dict:
     """The manifest of a checksummed directory, refused unless it is of format `expected`."""
     path = directory / MANIFEST
+    if path.is_symlink():
+        raise error(f"{directory}: {MANIFEST} is a symbolic link; {remedy}")
     if not path.is_file():
         raise error(f"{directory} is not a {what} (no {MANIFEST}); {remedy}")
     try:
@@ -100,9 +102,25 @@ def read_manifest(directory: Path, format_key: str, expected: int, error: type[M
     return manifest
 
 
+def is_plain_name(name: str) -> bool:
+    """A file name inside its directory: no separator, no '..', not absolute, not hidden."""
+    return (isinstance(name, str) and bool(name) and name == Path(name).name and "/" not in name
+            and "\\" not in name and not name.startswith("."))
+
+
 def verify_files(directory: Path, checksums: dict[str, str], error: type[MovieRecError], remedy: str,
                  exact: bool = False) -> None:
-    """Every listed file is present with its sha256; with `exact`, nothing else is there."""
+    """Every listed file is a plain file of `directory`, present, with its sha256; with `exact`,
+    nothing else is there, and no entry of the directory is a symlink."""
+    if not isinstance(checksums, dict):
+        raise error(f"{directory}: the manifest's checksums are not a table of file names")
+    outside = [name for name in checksums if not is_plain_name(name)]
+    if outside:
+        raise error(f"{directory}: the manifest names files outside its directory: {outside[0][:100]!r}")
+    if exact:
+        links = sorted(p.name for p in directory.iterdir() if p.is_symlink())
+        if links:
+            raise error(f"{directory}: symbolic links are not allowed in it: {', '.join(links)}")
     for name, expected in checksums.items():
         file = directory / name
         if not file.is_file():

@@ -16,25 +16,28 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import _async as health_async
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import _async as reflection_async
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from threadpoolctl import threadpool_limits
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from movierec.bundle.layout import BundleError, current_version
 from movierec.bundle.loader import load_bundle
 from movierec.blend.quotas import DEFAULT_SHARES
-from movierec.errors import ConfigError, MovieRecError
+from movierec.errors import ConfigError, MovieRecError, echo
 from movierec.options import option
 from movierec.recall.index import IndexConfig, set_search_threads
-from movierec.workdir import BUNDLES
+from movierec.server import guard
+from movierec.server.admin import AdminAuth, AdminDenied, is_loopback_host
 from movierec.server.pipeline import MAX_LIST, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
-from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+from movierec.workdir import BUNDLES
 
 log = logging.getLogger("movierec.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+HEALTH_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 VERSION_NAME = re.compile(r"^v[0-9A-Za-z-]{1,64}$")
 MAX_MESSAGE_BYTES = 1 << 20
 SLOT_ENUM = {"popular": pb.SLOT_POPULAR, "new": pb.SLOT_NEW, "personalized": pb.SLOT_PERSONALIZED}
@@ -49,7 +52,8 @@ class ServerError(MovieRecError):
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        self.requests = Counter("movierec_requests", "Recommend calls", ["code"], registry=self.registry)
+        self.requests = Counter("movierec_requests", "Calls by method and status code", ["method", "code"],
+                                registry=self.registry)
         self.latency = Histogram("movierec_request_seconds", "Recommend latency by stage", ["stage"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.reloads = Counter("movierec_bundle_reloads", "Bundle loads", ["result"], registry=self.registry)
@@ -83,10 +87,10 @@ class BundleHolder:
                 raise BundleError(f"{self.root} has no `current` bundle; run `movierec build`")
             return path.resolve()
         if not VERSION_NAME.match(version):
-            raise RequestError(f"version must name a bundle directory like v20261124-131500-1a2b, not {version!r}")
+            raise RequestError(f"version must name a bundle directory like v20261124-131500-1a2b, not {echo(version)}")
         path = (self.root / version).resolve()
         if path.parent != self.root or not path.is_dir():
-            raise BundleError(f"no bundle {version!r} under the bundle root")
+            raise BundleError(f"no bundle {version} under the bundle root")
         return path
 
     async def load(self, version: str = "") -> Served:
@@ -162,34 +166,70 @@ def bundle_info(served: Served) -> pb.BundleInfo:
                          dataset=manifest["dataset"]["name"])
 
 
-class RecommenderService(pb_grpc.RecommenderServicer):
-    def __init__(self, holder: BundleHolder, metrics: Metrics):
+class RecommenderService:
+    """`movierec.v1.Recommender`. Every handler takes a parsed request (server/guard.py parses
+    the bytes) and answers with a status code a client can act on, never UNKNOWN or INTERNAL
+    for what the client sent; details of refused bundles go to the log, not to the client."""
+
+    def __init__(self, holder: BundleHolder, metrics: Metrics, admin: AdminAuth):
         self.holder = holder
         self.metrics = metrics
+        self.admin = admin
+        self.malformed_log = guard.RateLimitedLog(log)
         # the per-request series, looked up once
         self.stage_latency = {stage: metrics.latency.labels(stage) for stage in ("recall", "rank", "blend", "total")}
-        self.ok_requests = metrics.requests.labels("OK")
+        self.ok_requests = metrics.requests.labels("Recommend", "OK")
 
-    async def _abort(self, context, code: grpc.StatusCode, message: str):
-        self.metrics.requests.labels(code.name).inc()
+    async def _abort(self, context, method: str, code: grpc.StatusCode, message: str):
+        self.metrics.requests.labels(method, code.name).inc()
         await context.abort(code, message)
+
+    async def malformed(self, method: str, context) -> None:
+        self.malformed_log.warning("malformed %s request from %s", method, context.peer())
+        await self._abort(context, method, grpc.StatusCode.INVALID_ARGUMENT, guard.MALFORMED)
+
+    def handlers(self) -> list:
+        """The generic handlers of this service and of the health and reflection services, all
+        parsing their requests themselves."""
+        health = health_async.HealthServicer()
+        reflector = reflection_async.ReflectionServicer((SERVICE_NAME, reflection.SERVICE_NAME, HEALTH_NAME))
+        self.health = health
+        return [
+            guard.service(SERVICE_NAME, {
+                "Recommend": guard.unary("Recommend", pb.RecommendRequest, pb.RecommendResponse,
+                                         self.Recommend, self.malformed),
+                "GetBundleInfo": guard.unary("GetBundleInfo", pb.GetBundleInfoRequest, pb.BundleInfo,
+                                             self.GetBundleInfo, self.malformed),
+                "ReloadBundle": guard.unary("ReloadBundle", pb.ReloadBundleRequest, pb.BundleInfo,
+                                            self.ReloadBundle, self.malformed)}),
+            guard.service(HEALTH_NAME, {
+                "Check": guard.unary("Health.Check", health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse,
+                                     health.Check, self.malformed),
+                "Watch": guard.unary_stream("Health.Watch", health_pb2.HealthCheckRequest,
+                                            health_pb2.HealthCheckResponse, health.Watch, self.malformed)}),
+            guard.service(reflection.SERVICE_NAME, {
+                "ServerReflectionInfo": guard.stream_stream(
+                    "ServerReflectionInfo", reflection_pb2.ServerReflectionRequest,
+                    reflection_pb2.ServerReflectionResponse, reflector.ServerReflectionInfo, self.malformed)}),
+        ]
 
     async def Recommend(self, request, context):
         started = time.perf_counter()
         served = self.holder.served
         if served is None:
-            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+            await self._abort(context, "Recommend", grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             # The caller has given up already: do not spend the work.
-            await self._abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the work started")
+            await self._abort(context, "Recommend", grpc.StatusCode.DEADLINE_EXCEEDED,
+                              "deadline passed before the work started")
         try:
             result = served.pipeline.recommend(to_input(request))
         except RequestError as exc:
-            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await self._abort(context, "Recommend", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception:
             log.exception("Recommend failed")
-            await self._abort(context, grpc.StatusCode.INTERNAL, "internal error")
+            await self._abort(context, "Recommend", grpc.StatusCode.INTERNAL, "internal error")
         t = result.timings_ms
         response = pb.RecommendResponse(
             bundle_version=result.bundle_version, known_user=result.known_user, ignored_item_ids=result.ignored,
@@ -212,16 +252,24 @@ class RecommenderService(pb_grpc.RecommenderServicer):
     async def GetBundleInfo(self, request, context):
         served = self.holder.served
         if served is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+            await self._abort(context, "GetBundleInfo", grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+        self.metrics.requests.labels("GetBundleInfo", "OK").inc()
         return bundle_info(served)
 
     async def ReloadBundle(self, request, context):
         try:
+            self.admin.check(context)
+        except AdminDenied as denied:
+            log.warning("admin call ReloadBundle refused for %s: %s", context.peer(), denied)
+            await self._abort(context, "ReloadBundle", denied.code, str(denied))
+        try:
             served = await self.holder.load(request.version)
         except RequestError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except BundleError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"bundle refused, old one kept: {exc}")
+            await self._abort(context, "ReloadBundle", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except BundleError:  # the holder has logged why; the client learns only that it was refused
+            await self._abort(context, "ReloadBundle", grpc.StatusCode.FAILED_PRECONDITION,
+                              f"bundle {request.version or 'current'} refused, old one kept (see the server log)")
+        self.metrics.requests.labels("ReloadBundle", "OK").inc()
         return bundle_info(served)
 
 
@@ -239,6 +287,12 @@ class ServerConfig:
     tls_cert: Path | None = option(None, "PEM certificate chain: serve TLS (with --tls-key).")
     tls_key: Path | None = option(None, "PEM private key of --tls-cert.")
     tls_client_ca: Path | None = option(None, "PEM CA: require client certificates it signed (mutual TLS).")
+    admin_token_file: Path | None = option(None, "File holding the bearer token that admin calls (ReloadBundle) "
+                                           "must send as 'authorization: Bearer <token>'.")
+    admin_client_ca: Path | None = option(None, "PEM CA whose client certificates may make admin calls (needs "
+                                          "--tls-cert; every client then needs a certificate).")
+    allow_insecure: bool = option(False, "Serve a non-loopback address without TLS without the warning.",
+                                  flag="--allow-insecure")
     workers: int = option(1, "Server processes sharing the port (SO_REUSEPORT); each follows `current` on its "
                           "own, metrics on consecutive ports.")
     log_format: str = option("text", "'text' or 'json' (one JSON object per line).")
@@ -263,19 +317,32 @@ class ServerConfig:
 
 
 def server_credentials(config: ServerConfig):
-    """TLS credentials, or None for plaintext; half a configuration is an error."""
-    if config.tls_client_ca and not config.tls_cert:
-        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+    """TLS credentials, or None for plaintext; half a configuration is an error. Client
+    certificates are required when either CA is given, and may come from either."""
+    for option_name, path in (("--tls-client-ca", config.tls_client_ca), ("--admin-client-ca", config.admin_client_ca)):
+        if path and not config.tls_cert:
+            raise ConfigError(f"{option_name} needs --tls-cert and --tls-key")
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
     if not config.tls_cert:
         return None
-    for path in (config.tls_cert, config.tls_key, config.tls_client_ca):
+    for path in (config.tls_cert, config.tls_key, config.tls_client_ca, config.admin_client_ca):
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"TLS file not found: {path}")
-    ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    authorities = b"".join(Path(p).read_bytes() for p in (config.tls_client_ca, config.admin_client_ca) if p)
     return grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())],
-                                       root_certificates=ca, require_client_auth=ca is not None)
+                                       root_certificates=authorities or None, require_client_auth=bool(authorities))
+
+
+def insecure_warning(config: ServerConfig) -> str | None:
+    """What to tell an operator who serves another interface in plaintext."""
+    host = config.address.rsplit(":", 1)[0]
+    if config.tls_cert or config.allow_insecure or is_loopback_host(host):
+        return None
+    admin = ("admin calls need the --admin-token-file token, which travels in plaintext" if config.admin_token_file
+             else "admin calls are taken from loopback only")
+    return (f"serving {config.address} without TLS: requests and replies travel in plaintext ({admin}); "
+            "give --tls-cert/--tls-key, or --allow-insecure to silence this warning")
 
 
 class RunningServer:
@@ -302,14 +369,15 @@ async def start(config: ServerConfig) -> RunningServer:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", int(config.reuse_port))])
-    pb_grpc.add_RecommenderServicer_to_server(RecommenderService(holder, metrics), server)
-    health = health_async.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME,
-                                         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
+    service = RecommenderService(holder, metrics, AdminAuth.from_files(config.admin_token_file, config.admin_client_ca))
+    server.add_generic_rpc_handlers(service.handlers())
+    health = service.health
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     credentials = server_credentials(config)
+    warning = insecure_warning(config)
+    if warning:
+        log.warning(warning)
     try:
         port = (server.add_secure_port(config.address, credentials) if credentials
                 else server.add_insecure_port(config.address))

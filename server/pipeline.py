@@ -16,7 +16,7 @@ from movierec.blend.popularity import DemographicPopularity
 from movierec.blend.quotas import DEFAULT_SHARES, SLOTS, SlotList, blend
 from movierec.bundle.loader import Bundle
 from movierec.dataset.sequences import item_counts
-from movierec.errors import MovieRecError
+from movierec.errors import MovieRecError, echo
 from movierec.rank.ranker import rank
 from movierec.recall.context import NO_ITEMS, ItemMask
 
@@ -105,7 +105,7 @@ class Pipeline:
                 continue
             unknown = [g for g in names if g.lower() not in self.genre_index]
             if unknown:
-                raise RequestError(f"unknown genre(s) {unknown}; known: {', '.join(self.bundle.encoder.genres)}")
+                raise RequestError(f"unknown genre(s) {echo(unknown)}; known: {', '.join(self.bundle.encoder.genres)}")
             hit = self.genres[:, [self.genre_index[g.lower()] for g in names]].any(axis=1)
             allowed &= hit if keep else ~hit
         if inp.min_year:
@@ -124,7 +124,7 @@ class Pipeline:
             if any(v < 0 or not np.isfinite(v) for v in values) or sum(values) <= 0:
                 raise RequestError("quota shares must be finite, non-negative, and not all zero")
         if inp.gender not in ("", "M", "F"):
-            raise RequestError(f"gender must be M, F or empty, not {inp.gender!r}")
+            raise RequestError(f"gender must be M, F or empty, not {echo(inp.gender)}")
         if not 0 <= inp.age <= 150:
             raise RequestError(f"age {inp.age} is out of range")
 

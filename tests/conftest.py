@@ -164,3 +164,49 @@ def stub(server):
 
     with grpc.insecure_channel(server.target) as channel:
         yield pb_grpc.RecommenderStub(channel)
+
+
+def certificates(tmp_path: Path) -> dict:
+    """PEM files made for a test: a CA with a server certificate (localhost, 127.0.0.1) and a
+    client certificate, and a second CA (the admin CA) with a client certificate of its own."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def make(name, issuer_key=None, issuer_name=None, ca=False, san=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return key, builder.sign(issuer_key or key, hashes.SHA256())
+
+    ca_key, ca_cert = make("movierec test CA", ca=True)
+    admin_ca_key, admin_ca_cert = make("movierec test admin CA", ca=True)
+    made = {
+        "ca": (None, ca_cert),
+        "admin_ca": (None, admin_ca_cert),
+        "server": make("localhost", ca_key, ca_cert.subject,
+                       san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        "client": make("client", ca_key, ca_cert.subject),
+        "admin_client": make("operator", admin_ca_key, admin_ca_cert.subject),
+    }
+    paths = {}
+    for name, (key, cert) in made.items():
+        paths[name] = tmp_path / f"{name}.pem"
+        paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            paths[f"{name}_key"] = tmp_path / f"{name}_key.pem"
+            paths[f"{name}_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                               serialization.PrivateFormat.PKCS8,
+                                                               serialization.NoEncryption()))
+    return paths

@@ -1,10 +1,8 @@
-import datetime
 import json
 import shutil
 import signal
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -12,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, LiveServer
+from conftest import REPO, LiveServer, certificates
 from movierec.bundle.layout import current_version
 from movierec.bundle.loader import load_bundle
 from movierec.client.loadtest import spawn_server
@@ -81,6 +79,7 @@ def test_expired_deadline_and_cancellation(stub):
 def test_a_call_whose_deadline_has_passed_is_not_worked_on(server):
     import asyncio
 
+    from movierec.server.admin import AdminAuth
     from movierec.server.app import RecommenderService
 
     class Aborted(Exception):
@@ -103,7 +102,7 @@ def test_a_call_whose_deadline_has_passed_is_not_worked_on(server):
                 def recommend(_):
                     raise AssertionError("the pipeline ran for a caller that had given up")
 
-    service = RecommenderService(Holder(), server.running.metrics)
+    service = RecommenderService(Holder(), server.running.metrics, AdminAuth())
     context = ExpiredContext()
     with pytest.raises(Aborted):
         asyncio.run(service.Recommend(pb.RecommendRequest(user_id=1), context))
@@ -181,44 +180,8 @@ def test_graceful_shutdown_under_load_drains_in_flight_calls(served_root, tmp_pa
     assert {code for _, code in outcomes} <= {"OK", "UNAVAILABLE", "CANCELLED"}
 
 
-def _certificates(tmp_path: Path) -> dict:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def make(name, issuer_key=None, issuer_name=None, ca=False, san=None):
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        cert = builder.sign(issuer_key or key, hashes.SHA256())
-        return key, cert
-
-    ca_key, ca_cert = make("movierec test CA", ca=True)
-    import ipaddress
-    server_key, server_cert = make("localhost", ca_key, ca_cert.subject,
-                                   san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    client_key, client_cert = make("client", ca_key, ca_cert.subject)
-    paths = {}
-    for name, obj in (("ca", ca_cert), ("server", server_cert), ("client", client_cert)):
-        paths[name] = tmp_path / f"{name}.pem"
-        paths[name].write_bytes(obj.public_bytes(serialization.Encoding.PEM))
-    for name, key in (("server_key", server_key), ("client_key", client_key)):
-        paths[name] = tmp_path / f"{name}.pem"
-        paths[name].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
-    return paths
-
-
 def test_tls_and_mutual_tls(served_root, tmp_path):
-    certs = _certificates(tmp_path)
+    certs = certificates(tmp_path)
     read = lambda key: certs[key].read_bytes()
     request = pb.RecommendRequest(user_id=1, n=5)
     options = (("grpc.ssl_target_name_override", "localhost"),)
