@@ -1,6 +1,9 @@
-"""Faults under load: bundle swaps, corrupt bundles, a killed build, and a soak, against a real
-server process. Prints requests sent and failed (by status), swaps done, corrupt bundles refused,
-and the server's RSS before and after.
+"""Faults under load against a real server process: bundle swaps, corrupt bundles, a killed
+build, a soak, an attacker's requests (malformed bytes, admin calls without or with a wrong
+token, bundles that reach outside their directory, oversized input) and finally `kill -9` of
+the server and a restart on the same port. The load uses the shipped retry policy. Prints
+requests sent and failed (by status), swaps done, what was refused and how, the server's RSS
+before and after, and the calls that failed around the restart.
 
     python bench/faults.py --bundles BUNDLE_ROOT --data DATA --sasrec-run RUN --ncf-run RUN \\
         [--duration 300] [--concurrency 8] [--json out.json]
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import signal
 import subprocess
@@ -29,7 +33,8 @@ import grpc
 
 from movierec.bundle.builder import BuildOptions, build_bundle
 from movierec.bundle.layout import current_version
-from movierec.client.loadtest import spawn_server
+from movierec.client.connect import channel as retrying_channel
+from movierec.client.loadtest import free_port, spawn_server
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -53,7 +58,7 @@ class Load:
         self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(concurrency)]
 
     def run(self, worker: int) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        with retrying_channel(self.target) as channel:
             stub = pb_grpc.RecommenderStub(channel)
             k = worker
             while not self.stop.is_set():
@@ -102,6 +107,95 @@ def corrupt_copies(root: Path) -> list[str]:
     return names
 
 
+MALFORMED = (b"\xff\xfe\xfd\x00garbage\x01\x02", b"\x08\xff", b"\x1a\x05ab")
+# invalid UTF-8 in a string field of the method's own message (GetBundleInfo's has none)
+BAD_UTF8 = {"Recommend": pb.RecommendRequest(filters=pb.Filters(include_genres=["x"])),
+            "ReloadBundle": pb.ReloadBundleRequest(version="x")}
+METHODS = ("Recommend", "GetBundleInfo", "ReloadBundle")
+PAYLOADS = [(m, p) for m in METHODS for p in MALFORMED] + [
+    (m, message.SerializeToString().replace(b"x", b"\xff")) for m, message in BAD_UTF8.items()]
+
+
+def code_of(call) -> tuple[str, str]:
+    try:
+        call()
+        return "OK", ""
+    except grpc.RpcError as exc:
+        return exc.code().name, exc.details() or ""
+
+
+def attacks(target: str, root: Path, token: str) -> dict:
+    """The adversarial review's requests, each kind with the status codes it got."""
+    out: dict = {}
+    with grpc.insecure_channel(target) as connection:
+        raw = {m: connection.unary_unary(f"/movierec.v1.Recommender/{m}", request_serializer=None,
+                                         response_deserializer=None) for m in METHODS}
+        codes: dict[str, int] = {}
+        for k in range(200):
+            method, payload = PAYLOADS[k % len(PAYLOADS)]
+            code, _ = code_of(lambda: raw[method](payload, timeout=10))
+            codes[code] = codes.get(code, 0) + 1
+        out["malformed_messages"] = codes
+        stub = pb_grpc.RecommenderStub(connection)
+        reload = pb.ReloadBundleRequest(version=current_version(root).name)
+        out["reload_without_token"] = code_of(lambda: stub.ReloadBundle(reload, timeout=30))[0]
+        out["reload_wrong_token"] = code_of(lambda: stub.ReloadBundle(
+            reload, metadata=(("authorization", "Bearer not-the-token-at-all"),), timeout=30))[0]
+        admin = (("authorization", f"Bearer {token}"),)
+        refused, leaked = {}, []
+        for name, damage in (("vattack-traversal", "traversal"), ("vattack-absolute", "absolute"),
+                             ("vattack-symlink", "symlink"), ("vattack-renamed", "renamed")):
+            target_dir = root / name
+            shutil.copytree(current_version(root), target_dir)
+            manifest = json.loads((target_dir / "manifest.json").read_text())
+            manifest["version"] = name if damage != "renamed" else "vsomething-else"
+            if damage == "traversal":
+                manifest["checksums"]["../../../../etc/hostname"] = "0" * 64
+            elif damage == "absolute":
+                manifest["checksums"]["/etc/hostname"] = "0" * 64
+            elif damage == "symlink":
+                (target_dir / "popular.npy").unlink()
+                (target_dir / "popular.npy").symlink_to("/etc/hostname")
+            (target_dir / "manifest.json").write_text(json.dumps(manifest))
+            code, details = code_of(lambda: stub.ReloadBundle(pb.ReloadBundleRequest(version=name),
+                                                              metadata=admin, timeout=30))
+            refused[damage] = code
+            if "/" in details or "hostname" in details or "missing" in details or "checksum" in details:
+                leaked.append(details)
+            shutil.rmtree(target_dir, ignore_errors=True)
+        out["outside_bundles"] = refused
+        out["details_that_name_files"] = leaked
+        code, details = code_of(lambda: stub.Recommend(pb.RecommendRequest(
+            filters=pb.Filters(include_genres=["G" * 20_000])), timeout=10))
+        out["oversized_input"] = {"code": code, "details_characters": len(details)}
+        code, details = code_of(lambda: stub.ReloadBundle(pb.ReloadBundleRequest(version="v" + "x" * 100_000),
+                                                          metadata=admin, timeout=10))
+        out["oversized_version"] = {"code": code, "details_characters": len(details)}
+    return out
+
+
+def kill_and_restart(root: Path, target: str, server, log: Path, extra: tuple, concurrency: int,
+                     users: list[int]) -> tuple[dict, object]:
+    """kill -9 the server under load, start a new one on the same port, count what failed."""
+    port = int(target.rsplit(":", 1)[1])
+    with Load(target, concurrency, users) as load:
+        time.sleep(2.0)
+        before = dict(load.codes)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
+        killed = time.time()
+        server, _ = spawn_server(root, log, watch_interval=0.5, port=port, extra=extra)
+        down = time.time() - killed
+        at_restart = dict(load.codes)
+        time.sleep(5.0)
+        after = dict(load.codes)
+    failed_around = {k: at_restart.get(k, 0) - before.get(k, 0) for k in at_restart if k != "OK"}
+    failed_after = {k: after.get(k, 0) - at_restart.get(k, 0) for k in after if k != "OK"}
+    return {"seconds_to_serving_again": round(down, 2), "failed_while_down": failed_around,
+            "failed_after_the_replacement_served": failed_after,
+            "calls_after": after.get("OK", 0) - at_restart.get("OK", 0)}, server
+
+
 def killed_build(options: BuildOptions) -> dict:
     """Start `movierec build` in a process, kill -9 it once its temp dir exists."""
     before = current_version(options.bundles)
@@ -131,8 +225,13 @@ def main() -> None:
     args = parser.parse_args()
 
     options = BuildOptions(args.data, args.sasrec_run, args.ncf_run, args.bundles, keep=3)
-    log = args.bundles / "faults-server.log"
-    server, target = spawn_server(args.bundles, log, watch_interval=0.5)
+    log = args.bundles.parent / "faults-server.log"
+    token = secrets.token_urlsafe(24)
+    token_file = args.bundles.parent / "faults-admin.token"
+    token_file.write_text(token)
+    extra = ("--admin-token-file", str(token_file))
+    admin = (("authorization", f"Bearer {token}"),)
+    server, target = spawn_server(args.bundles, log, watch_interval=0.5, port=free_port(), extra=extra)
     report: dict = {"target": target}
     try:
         import pandas as pd
@@ -157,12 +256,13 @@ def main() -> None:
             refused = {}
             for name in corrupt_copies(args.bundles):
                 try:
-                    stub.ReloadBundle(pb.ReloadBundleRequest(version=name), timeout=60)
+                    stub.ReloadBundle(pb.ReloadBundleRequest(version=name), metadata=admin, timeout=60)
                     refused[name] = "ACCEPTED (bug)"
                 except grpc.RpcError as exc:
                     refused[name] = exc.code().name
                 shutil.rmtree(args.bundles / name, ignore_errors=True)
             report["killed_build"] = killed_build(options)
+            report["attacks"] = attacks(target, args.bundles, token)
             serving = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5).version
             remaining = args.duration - (time.time() - started)
             if remaining > 0:
@@ -180,6 +280,7 @@ def main() -> None:
         })
         # the next build cleans what the killed one left
         report["leftovers_after_next_build"] = build_bundle(options).manifest["cleaned_leftovers"]
+        report["kill_9"], server = kill_and_restart(args.bundles, target, server, log, extra, args.concurrency, users)
     finally:
         server.send_signal(signal.SIGTERM)
         report["server_exit_code"] = server.wait(timeout=60)
