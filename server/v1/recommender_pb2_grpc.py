@@ -70,6 +70,8 @@ class RecommenderServicer:
 
     def ReloadBundle(self, request, context):
         """Switches to another bundle version under the server's bundle root, or re-reads `current`.
+        An admin call: it needs the server's bearer token ("authorization: Bearer <token>") or an
+        admin client certificate, or comes from loopback when the server has neither.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
