@@ -50,7 +50,7 @@ def main() -> None:
                      if (run / "metrics.json").is_file()}
     started = time.perf_counter()
     report = build_bundle(BuildOptions(args.data, args.sasrec_run, args.ncf_run, args.bundles,
-                                       index=args.index, hold_out_last=True))
+                                       index=args.index, hold_out_last=1))
     build_seconds = time.perf_counter() - started
     bundle = load_bundle(report.path)
     dataset = load_dataset(args.data)
@@ -73,7 +73,7 @@ def main() -> None:
             for k in KS:
                 hits[f"{name}@{k}"] += int(len(position) > 0 and position[0] < k)
         for k in KS:
-            merged = merge(channels, results, scaled_quotas(k), context.blocked)
+            merged = merge(channels, results, scaled_quotas(k), context.allowed)
             hits[f"merged@{k}"] += int(target in merged.items)
     recall_seconds = time.perf_counter() - started
     recall = {key: value / len(users) for key, value in hits.items()}

@@ -20,12 +20,13 @@ import pandas as pd
 from movierec.bundle.layout import current_version
 from movierec.client import loadtest
 
-KINDS = (  # name, new-user share, with-recent share, floor
-    ("health check (floor)", 0.0, 0.0, True),
-    ("known user, no context", 0.0, 0.0, False),
-    ("new user", 1.0, 0.0, False),
-    ("known user, 3 recent items", 0.0, 1.0, False),
-    ("default mix", 0.1, 0.1, False),
+KINDS = (  # name, shares of new users, with recent items, with a genre filter; floor
+    ("health check (floor)", 0.0, 0.0, 0.0, True),
+    ("known user, no context", 0.0, 0.0, 0.0, False),
+    ("new user", 1.0, 0.0, 0.0, False),
+    ("known user, 3 recent items", 0.0, 1.0, 0.0, False),
+    ("known user, a genre filter", 0.0, 0.0, 1.0, False),
+    ("default mix", 0.1, 0.1, 0.1, False),
 )
 
 
@@ -49,9 +50,9 @@ def main() -> None:
     server, target = loadtest.spawn_server(args.bundles, Path(os.devnull), workers=1)
     rows = []
     try:
-        for name, new_users, with_recent, floor in KINDS:
+        for name, new_users, with_recent, with_filters, floor in KINDS:
             spec = loadtest.LoadSpec(target=target, duration=args.duration, warmup=1.0, rate=args.rate,
-                                     processes=1, mix=loadtest.Mix(new_users, with_recent, 10), concurrency=1,
+                                     processes=1, mix=loadtest.Mix(new_users, with_recent, with_filters, 10), concurrency=1,
                                      users=users, items=items)
             before = cpu_seconds(server.pid)
             summary, _ = loadtest.run_load(spec, floor=floor)

@@ -25,13 +25,28 @@ class DemographicPopularity:
         self.counts = counts
         self.orders = np.argsort(-counts, axis=1, kind="stable")
 
-    def ranked(self, user_features: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(items, scores in [0, 1]) of the group of these encoded side features, or None when
-        the group is unknown or empty."""
+    def group(self, user_features: np.ndarray) -> int | None:
+        """The row of these encoded side features' group, or None when it is unknown or empty."""
         gender_idx, age_idx = int(user_features[GENDER]), int(user_features[AGE])
         group = gender_idx * self.ages + age_idx
         if gender_idx <= 0 or age_idx <= 0 or group >= len(self.counts) or self.counts[group].max() <= 0:
             return None
+        return group
+
+    def ranked(self, user_features: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(items, scores in [0, 1]) of the group, most popular first, or None (see `group`)."""
+        group = self.group(user_features)
+        if group is None:
+            return None
         order = self.orders[group]
         order = order[self.counts[group, order] > 0]
         return order, (self.counts[group, order] / self.counts[group, order[0]]).astype(np.float32)
+
+    def order(self, user_features: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """`pool` by popularity in the group, with scores in [0, 1], or None (see `group`)."""
+        group = self.group(user_features)
+        if group is None:
+            return None
+        counts = self.counts[group, pool]
+        order = np.argsort(-counts, kind="stable")
+        return pool[order], (counts[order] / max(counts.max(), 1.0)).astype(np.float32)

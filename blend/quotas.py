@@ -54,6 +54,7 @@ class Blended:
     items: np.ndarray
     scores: np.ndarray
     slots: np.ndarray  # index into SLOTS
+    rows: np.ndarray   # each item's position in its slot's list
 
 
 def blend(n: int, shares: dict[str, float], lists: dict[str, SlotList], allowed: np.ndarray) -> Blended:
@@ -91,14 +92,16 @@ def blend(n: int, shares: dict[str, float], lists: dict[str, SlotList], allowed:
             break
         short -= take(slot, short)
 
-    items, scores, slots = [], [], []
+    items, scores, slots, positions = [], [], [], []
     for index, slot in enumerate(SLOTS):
         if picked[slot]:
             rows = np.concatenate(picked[slot])
             items.append(lists[slot].items[rows])
             scores.append(lists[slot].scores[rows])
             slots.append(np.full(len(rows), index))
+            positions.append(rows)
     if not items:
-        return Blended(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        empty = np.zeros(0, np.int64)
+        return Blended(empty, np.zeros(0, np.float32), empty, empty)
     return Blended(np.concatenate(items).astype(np.int64), np.concatenate(scores).astype(np.float32),
-                   np.concatenate(slots).astype(np.int64))
+                   np.concatenate(slots).astype(np.int64), np.concatenate(positions).astype(np.int64))

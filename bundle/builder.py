@@ -35,7 +35,7 @@ from movierec.blend.lists import new_items, popular_items
 from movierec.dataset.sequences import Histories
 from movierec.dataset.store import load_dataset
 from movierec.device import faiss_gpu_count, paddle_device
-from movierec.errors import ConfigError
+from movierec.errors import ConfigError, echo
 from movierec.files import MANIFEST, save_npy, save_npz, sha256_file, write_json
 from movierec.options import option
 from movierec.rank.precomputed import precompute_rankings
@@ -64,12 +64,16 @@ class BuildOptions:
                                   "run was trained with, if any].")
     channels: tuple = option(DEFAULT_CHANNELS, "A recall channel as NAME:QUOTA[,param=value,...], repeatable, in "
                              "merge order (channels: sasrec, ncf, poster, item2item).", flag="--channel", repeat=True)
-    ranker: str = option("ncf", "The ranker that rescores the merged candidates.")
+    ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
+                         "pools), as NAME[,param=value,...]: ncf, or recall,channel=NAME (a channel's own order).")
     index: str = option("Flat", "FAISS index_factory string of every channel's index: 'Flat' (exact), "
                         "'IVF256,Flat', 'HNSW32', ...")
     index_search: str = option("", "Search parameters of the index: 'nprobe=16' (IVF), 'efSearch=64' (HNSW).")
     keep: int = option(3, "Bundle versions to keep (the current one always stays).")
-    hold_out_last: bool = option(False, "Leave each user's last item out of the bundle (for recall benchmarks).")
+    hold_out_last: int = option(0, "Leave each user's last N items out of the bundle, to evaluate on them "
+                                "(1: the test item, 2: the validation item, of the runs' leave-last-out split).")
+    hold_out_after: str = option("", "Build from the ratings before this date only (YYYY-MM-DD, UTC), to evaluate "
+                                 "on what came after; the runs must have been trained with the same cut.")
     popular_half_life_days: float = option(0.0, "Time-decay the popular list with this half-life (0 = plain counts).")
     precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
                                        "context skip recall and rank (about 1 ms per user at build time, "
@@ -81,31 +85,38 @@ class BuildOptions:
         self.ncf_run = Path(self.ncf_run or run_dir("ncf", self.data_dir))
         self.bundles = Path(self.bundles)
         self.channels = tuple(self.channels)
+        self.hold_out_last = int(self.hold_out_last)
         if self.keep < 1:
             raise ConfigError("--keep must be at least 1")
+        if self.hold_out_last < 0 or (self.hold_out_last and self.hold_out_after):
+            raise ConfigError("hold out the last items (--hold-out-last N >= 1) or everything after a time "
+                              "(--hold-out-after DATE), not both")
 
 
 @dataclass
-class ChannelSpec:
+class ComponentSpec:
+    """A component as the command line names it: NAME[:QUOTA][,param=value,...]."""
+
     name: str
     quota: int
     params: dict
 
     @classmethod
-    def parse(cls, text: str) -> "ChannelSpec":
+    def parse(cls, text: str, registry, kind: str, quota: bool) -> "ComponentSpec":
+        form = "NAME:QUOTA[,param=value,...] with a positive quota" if quota else "NAME[,param=value,...]"
         head, *rest = [part.strip() for part in text.split(",")]
-        name, _, quota = head.partition(":")
-        if not name or not quota.strip().isdigit() or int(quota) <= 0:
-            raise ConfigError(f"a channel is NAME:QUOTA[,param=value,...] with a positive quota, not {text!r}")
-        if name not in CHANNELS:
-            raise ConfigError(f"unknown recall channel {name!r}; known: {', '.join(CHANNELS.names())}")
+        name, sep, count = head.partition(":")
+        if not name or (quota and (not count.strip().isdigit() or int(count) <= 0)) or (not quota and sep):
+            raise ConfigError(f"a {kind} is {form}, not {echo(text)}")
+        if name not in registry:
+            raise ConfigError(f"unknown {kind} {echo(name)}; known: {', '.join(registry.names())}")
         params = {}
         for item in rest:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise ConfigError(f"channel parameters are param=value, not {item!r} in {text!r}")
+                raise ConfigError(f"{kind} parameters are param=value, not {echo(item)} in {echo(text)}")
             params[key.strip()] = value.strip()
-        return cls(name, int(quota), params)
+        return cls(name, int(count) if quota else 0, params)
 
 
 @dataclass
@@ -116,14 +127,12 @@ class BuildReport:
     manifest: dict = field(default_factory=dict)
 
 
-def _channel_specs(options: BuildOptions) -> list[ChannelSpec]:
-    specs = [ChannelSpec.parse(text) for text in options.channels]
+def _component_specs(options: BuildOptions) -> tuple[list[ComponentSpec], ComponentSpec]:
+    specs = [ComponentSpec.parse(text, CHANNELS, "recall channel", quota=True) for text in options.channels]
     names = [spec.name for spec in specs]
     if not specs or len(set(names)) != len(names):
         raise ConfigError(f"give each recall channel once, at least one: {', '.join(names) or 'none'}")
-    if options.ranker not in RANKERS:
-        raise ConfigError(f"unknown ranker {options.ranker!r}; known: {', '.join(RANKERS.names())}")
-    return specs
+    return specs, ComponentSpec.parse(options.ranker, RANKERS, "ranker", quota=False)
 
 
 def _posters(options: BuildOptions) -> Path | None:
@@ -134,6 +143,21 @@ def _posters(options: BuildOptions) -> Path | None:
         return options.posters
     trained_with = options.ncf_run / POSTERS_FILE
     return trained_with if trained_with.is_file() else None
+
+
+def _check_runs_cut(options: BuildOptions) -> None:
+    """A bundle that holds out everything after a time may not use models that saw it."""
+    from movierec.dataset.store import cut_time
+    from movierec.models.runs import trained_before
+
+    if not options.hold_out_after:
+        return
+    for model, run in (("SASRec", options.sasrec_run), ("NCF", options.ncf_run)):
+        cut = trained_before(run)
+        if not cut or cut_time(cut) > cut_time(options.hold_out_after):
+            trained = f"on the ratings before {cut}" if cut else "on all ratings"
+            raise ConfigError(f"the {model} run {run} was trained {trained}, so it has seen what a bundle with "
+                              f"--hold-out-after {options.hold_out_after} holds out; train it with that cut")
 
 
 def _write_common(tmp: Path, inputs: BuildInputs, options: BuildOptions) -> np.ndarray:
@@ -159,7 +183,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
     `progress(total, description)`, when given, returns an `advance(n)` callable for a bar.
     `fail_after` names a stage of FAIL_STAGES after which to raise: tests use it to check that
     a build failing midway leaves the previous bundle in place."""
-    specs = _channel_specs(options)
+    specs, ranker_spec = _component_specs(options)
     index_config = IndexConfig.parse(options.index, options.index_search)
     check_index(index_config)
     root = options.bundles
@@ -171,12 +195,14 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
     timings: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        dataset = load_dataset(options.data_dir)
+        dataset = load_dataset(options.data_dir).before(options.hold_out_after)
+        _check_runs_cut(options)
         histories = Histories.from_ratings(dataset.ratings, dataset.num_users)
         if options.hold_out_last:
-            histories = histories.without_last()
+            histories = histories.without_last(options.hold_out_last)
         inputs = BuildInputs(dataset, histories, dataset.encoder, index_config,
-                             runs={"sasrec": options.sasrec_run, "ncf": options.ncf_run}, posters=_posters(options))
+                             runs={"sasrec": options.sasrec_run, "ncf": options.ncf_run}, posters=_posters(options),
+                             channels=tuple(spec.name for spec in specs))
         user_features = _write_common(tmp, inputs, options)
         timings["data_seconds"] = time.perf_counter() - started
 
@@ -192,10 +218,10 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             channels.append(channel)
             timings[f"recall.{spec.name}_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
-        ranker = RANKERS.get(options.ranker).build(inputs, {})
-        files = ComponentFiles(tmp, f"rank.{options.ranker}")
-        rank_fragment = {"name": options.ranker, **ranker.export(files), "files": files.names}
-        timings[f"rank.{options.ranker}_seconds"] = time.perf_counter() - started
+        ranker = RANKERS.get(ranker_spec.name).build(inputs, ranker_spec.params)
+        files = ComponentFiles(tmp, f"rank.{ranker_spec.name}")
+        rank_fragment = {"name": ranker_spec.name, **ranker.export(files), "files": files.names}
+        timings[f"rank.{ranker_spec.name}_seconds"] = time.perf_counter() - started
         if fail_after == "export":
             raise BundleError("simulated failure after export")
 
@@ -225,7 +251,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             "device": {"paddle": paddle_device(), "faiss_gpus": faiss_gpu_count()},
             "recall": {"channels": fragments, "left_out": left_out},
             "rank": rank_fragment,
-            "hold_out_last": options.hold_out_last,
+            "split": {"hold_out_last": options.hold_out_last, "hold_out_after": options.hold_out_after},
             "popular_half_life_days": options.popular_half_life_days,
             "precomputed_rankings": options.precompute_rankings,
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},

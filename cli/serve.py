@@ -102,11 +102,13 @@ def recommend(
     if explain:
         table.add_column("channels")
         table.add_column("rank score", justify="right")
+        table.add_column("why")
     for rank, item in enumerate(response.items, start=1):
         row = [str(rank), str(item.item_id), item.title, pb.Slot.Name(item.slot).removeprefix("SLOT_").lower(),
                f"{item.score:.4f}"]
         if explain:
-            row += [",".join(item.channels), f"{item.rank_score:.4f}" if item.slot == pb.SLOT_PERSONALIZED else ""]
+            row += [",".join(item.channels), f"{item.rank_score:.4f}" if item.rank_score else "",
+                    item.reason]
         table.add_row(*row)
     console.print(table)
     t = response.timings

@@ -9,6 +9,7 @@ import typer
 
 from movierec.models.ncf.config import NCFConfig
 from movierec.models.runs import TEST_SEED, evaluate_run, train_run
+from movierec.client.quality import QualityConfig
 from movierec.models.sasrec.config import SASRecConfig
 from movierec.workdir import DEFAULT_DATA, run_dir as default_run_dir
 
@@ -78,25 +79,72 @@ def parse_range(text: Optional[str]) -> Optional[tuple[int, int]]:
 
 
 def eval_run(
-    data_dir: Path = typer.Option(DEFAULT_DATA, "--data", help="Normalised dataset."),
-    run_dir: Path = typer.Option(..., help="A run directory (from `movierec train sasrec|ncf`)."),
+    served: QualityConfig,
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="Normalised dataset (default: with --run-dir, "
+                                            "movierec-work/data/ml-100k; for a bundle, the one it was built from)."),
+    run_dir: Optional[Path] = typer.Option(None, help="A run directory (from `movierec train sasrec|ncf`): evaluate "
+                                           "the model alone. Without it, the served lists of --bundles are."),
     model: str = typer.Option("sasrec", help="What the run directory holds: 'sasrec' or 'ncf'."),
-    stage: str = typer.Option("test", help="'valid' or 'test' targets of the leave-last-out split."),
+    stage: str = typer.Option("test", help="With --run-dir: 'valid' or 'test' targets of the leave-last-out split."),
     k: List[int] = typer.Option([10], "--k", help="Cut-offs for HR@K and NDCG@K (repeatable)."),
-    seed: int = typer.Option(TEST_SEED, help="Seed for the 100 sampled negatives per user."),
+    seed: int = typer.Option(TEST_SEED, help="With --run-dir: seed for the 100 sampled negatives per user."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics here as JSON."),
-    users: Optional[str] = typer.Option(None, help="Only users whose raw MovieLens id is in this range, e.g. 1-2999."),
+    plot: Optional[Path] = typer.Option(None, help="For a bundle: a PNG bar chart of the report."),
+    users: Optional[str] = typer.Option(None, help="With --run-dir: only users whose raw MovieLens id is in this "
+                                        "range, e.g. 1-2999."),
 ):
-    """HR@K / NDCG@K of a trained model and the popularity baseline, sampled and full ranking."""
+    """Quality on held-out data: of a trained model (--run-dir: HR@K / NDCG@K, sampled and full
+    ranking, beside popularity), or of what a bundle serves (--bundles: the Recommend lists
+    beside each recall channel alone, popularity and peers, by user segment)."""
     from movierec.files import write_json
 
-    if stage not in ("valid", "test"):
-        raise CLIError(f"--stage must be 'valid' or 'test', not {stage!r}")
     if any(value <= 0 for value in k):
         raise CLIError("--k must be positive")
+    if run_dir is None:
+        from dataclasses import replace
+
+        from movierec.client.quality import served_quality, write_report
+
+        report = served_quality(replace(served, data_dir=data_dir, k=tuple(k)), say=console.print, progress=progress)
+        console.print(quality_table(report))
+        write_report(report, json_out, plot)
+        for path in filter(None, (json_out, plot)):
+            console.print(f"wrote {path}")
+        return
+    if stage not in ("valid", "test"):
+        raise CLIError(f"--stage must be 'valid' or 'test', not {stage!r}")
+    data_dir = data_dir or DEFAULT_DATA
     results = evaluate_run(data_dir, run_dir, stage, k, seed, model, parse_range(users))
     console.print(metrics_table(f"{stage} metrics", results, k))
     if json_out:
         write_json(json_out, {"stage": stage, "data": str(data_dir), "run": str(run_dir), "users": users,
                               "metrics": results})
         console.print(f"wrote {json_out}")
+
+
+def quality_table(report: dict):
+    from rich.table import Table
+
+    split = report["split"]
+    how = (f"each user's last {split['hold_out_last']} item(s) held out" if split.get("hold_out_last")
+           else f"everything after {split['hold_out_after']} held out")
+    table = Table(title=f"served quality: {report['dataset']['name']}, {how}, {report['users']:,} users, bundle "
+                        f"{report['bundle']} (ranker {report['ranker']}, slots {report['slot_order']}, pool "
+                        f"{report['slot_pool']}, {report['served_from']})")
+    table.add_column("list")
+    segments = list(report["metrics"]["served"])
+    first = report["k"][0]
+    for k in report["k"]:
+        for name in ("HR", "NDCG", "MRR"):
+            table.add_column(f"{name}@{k}", justify="right")
+    for segment in segments[1:]:
+        table.add_column(f"NDCG@{first} {segment} ({report['metrics']['served'][segment]['users']:,})",
+                         justify="right")
+    table.add_column("coverage", justify="right")
+    table.add_column("genre diversity", justify="right")
+    for name, by_segment in report["metrics"].items():
+        overall = by_segment["all users"]
+        table.add_row(name, *[f"{overall[f'{m}@{k}']:.4f}" for k in report["k"] for m in ("HR", "NDCG", "MRR")],
+                      *[f"{by_segment[s][f'NDCG@{first}']:.4f}" for s in segments[1:]],
+                      f"{report['coverage'][name]:.1%}", f"{report['genre_diversity'][name]:.3f}")
+    return table

@@ -65,6 +65,7 @@ class BenchConfig:
     processes: int = option(2, "Client processes generating the load.")
     new_users: float = option(0.1, "Share of requests from new users (side features only).")
     with_recent: float = option(0.1, "Share of requests from known users with 3 recent items.")
+    with_filters: float = option(0.1, "Share of requests from known users filtering on one genre.")
     n: int = option(10, "Items per request.")
     floor: bool = option(True, "Also run the same load against the health check (the gRPC floor).")
     sweep: tuple = option((), "Closed loop at each of these concurrencies too (e.g. 1,2,4,8,16), Recommend and "
@@ -75,8 +76,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if (self.target is None) == (not self.spawn):
             raise ConfigError("give exactly one of --target HOST:PORT or --spawn")
-        if not all(math.isfinite(v) for v in (self.duration, self.warmup, self.rate, self.new_users, self.with_recent)):
-            raise ConfigError("--duration, --warmup, --rate, --new-users and --with-recent must be finite numbers")
+        if not all(math.isfinite(v) for v in (self.duration, self.warmup, self.rate, self.new_users, self.with_recent,
+                                              self.with_filters)):
+            raise ConfigError("--duration, --warmup, --rate and the shares of the mix must be finite numbers")
         if self.concurrency < 1 or self.processes < 1 or self.duration <= 0 or self.warmup < 0 or self.rate < 0:
             raise ConfigError("--concurrency and --processes must be >= 1, --duration > 0, --warmup and --rate >= 0")
         if self.duration + self.warmup > MAX_SECONDS or self.rate > MAX_RATE or self.concurrency > MAX_CONCURRENCY:
@@ -85,7 +87,7 @@ class BenchConfig:
         if any(level < 1 or level > MAX_CONCURRENCY for level in self.sweep):
             raise ConfigError(f"--sweep concurrencies must be between 1 and {MAX_CONCURRENCY:,}")
         self.sweep = tuple(sorted(set(self.sweep)))
-        self.mix = loadtest.Mix(self.new_users, self.with_recent, self.n)
+        self.mix = loadtest.Mix(self.new_users, self.with_recent, self.with_filters, self.n)
 
     @property
     def mode(self) -> str:

@@ -33,19 +33,41 @@ class LoadError(MovieRecError):
     """The load could not be generated or the server did not come up."""
 
 
+FILTER_GENRES = ("Drama", "Comedy", "Action", "Thriller", "Romance", "Sci-Fi", "Horror", "Children's")
+
+
 @dataclass
 class Mix:
     """Shares of the request mix; the rest are known users with no recent items."""
 
     new_users: float
     with_recent: float
+    with_filters: float
     n: int
 
     def __post_init__(self) -> None:
-        if not (0 <= self.new_users <= 1 and 0 <= self.with_recent <= 1 and self.new_users + self.with_recent <= 1):
-            raise ConfigError("--new-users and --with-recent must be shares in [0, 1] summing to at most 1")
+        shares = (self.new_users, self.with_recent, self.with_filters)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ConfigError("--new-users, --with-recent and --with-filters must be shares in [0, 1] summing "
+                              "to at most 1")
         if not 1 <= self.n <= 200:
             raise ConfigError("--n must be between 1 and 200")
+
+    def draw(self, rng: np.random.Generator, users, items, count: int) -> list[dict]:
+        """`count` requests as RecommendInput fields: new users with side features, known users
+        with 3 recent items, known users filtering on one genre, known users without context."""
+        out = []
+        for kind in rng.random(count):
+            if kind < self.new_users:
+                out.append({"n": self.n, "gender": "MF"[int(rng.integers(2))], "age": int(rng.integers(15, 70))})
+                continue
+            request = {"user_id": int(rng.choice(users)), "n": self.n}
+            if kind < self.new_users + self.with_recent:
+                request["recent"] = [int(i) for i in rng.choice(items, 3, replace=False)]
+            elif kind < self.new_users + self.with_recent + self.with_filters:
+                request["include_genres"] = [str(rng.choice(FILTER_GENRES))]
+            out.append(request)
+        return out
 
 
 @dataclass
@@ -65,18 +87,13 @@ class LoadSpec:
 def _requests(spec: LoadSpec, worker: int, count: int):
     from movierec.server.v1 import recommender_pb2 as pb
 
-    rng = np.random.default_rng([spec.seed, worker])
-    kinds = rng.random(count)
+    gender = {"M": pb.GENDER_MALE, "F": pb.GENDER_FEMALE}
     out = []
-    for kind in kinds:
-        if kind < spec.mix.new_users:
-            request = pb.RecommendRequest(n=spec.mix.n, side_features=pb.SideFeatures(
-                gender=int(rng.integers(1, 3)), age=int(rng.integers(15, 70))))
-        else:
-            request = pb.RecommendRequest(user_id=int(rng.choice(spec.users)), n=spec.mix.n)
-            if kind < spec.mix.new_users + spec.mix.with_recent:
-                request.recent_item_ids.extend(int(i) for i in rng.choice(spec.items, 3, replace=False))
-        out.append(request)
+    for fields in spec.mix.draw(np.random.default_rng([spec.seed, worker]), spec.users, spec.items, count):
+        out.append(pb.RecommendRequest(
+            user_id=fields.get("user_id", 0), n=fields["n"], recent_item_ids=fields.get("recent", []),
+            side_features=pb.SideFeatures(gender=gender.get(fields.get("gender"), 0), age=fields.get("age", 0)),
+            filters=pb.Filters(include_genres=fields.get("include_genres", []))))
     return out
 
 
@@ -296,18 +313,9 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
     threadpool_limits(1)  # as the server does
     set_search_threads(1)
     bundle = load_bundle(bundle_path)
-    rng = np.random.default_rng(seed)
     users = bundle.users.raw_id.to_numpy()
     items = bundle.items.raw_id.to_numpy()
-    inputs = []
-    for kind in rng.random(requests):
-        if kind < mix.new_users:
-            inputs.append(RecommendInput(n=mix.n, gender="MF"[int(rng.integers(2))], age=int(rng.integers(15, 70))))
-        elif kind < mix.new_users + mix.with_recent:
-            inputs.append(RecommendInput(user_id=int(rng.choice(users)), n=mix.n,
-                                         recent=rng.choice(items, 3, replace=False).tolist()))
-        else:
-            inputs.append(RecommendInput(user_id=int(rng.choice(users)), n=mix.n))
+    inputs = [RecommendInput(**fields) for fields in mix.draw(np.random.default_rng(seed), users, items, requests)]
     candidates = [len(bundle.recaller.recall(bundle.context(bundle.user_id(int(u))))[0].items) for u in users[:50]]
     report = {"requests": requests, "bundle": bundle.version, "mix": asdict(mix),
               "mean_candidates_known_users": float(np.mean(candidates))}

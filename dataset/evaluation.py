@@ -129,3 +129,27 @@ def popularity_scorer(history: Sequences, num_items: int) -> Scorer:
         return np.broadcast_to(counts, (len(users), num_items + 1))
 
     return score
+
+
+def position_in_lists(lists: Sequence[np.ndarray], targets: np.ndarray) -> np.ndarray:
+    """0-based position of each target in its recommended list; -1 where the list lacks it."""
+    out = np.full(len(targets), -1, dtype=np.int64)
+    for row, (items, target) in enumerate(zip(lists, targets)):
+        found = np.flatnonzero(np.asarray(items) == target)
+        if len(found):
+            out[row] = found[0]
+    return out
+
+
+def list_metrics(positions: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """HR@K, NDCG@K and MRR@K of served lists from `position_in_lists` (one relevant item per
+    user, as in the leave-one-out protocols)."""
+    found = np.asarray(positions) >= 0
+    positions = np.where(found, positions, 0).astype(np.float64)
+    out = {}
+    for k in ks:
+        hit = found & (positions < k)
+        out[f"HR@{k}"] = float(hit.mean()) if len(positions) else 0.0
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(positions + 2.0), 0.0).mean()) if len(positions) else 0.0
+        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / (positions + 1.0), 0.0).mean()) if len(positions) else 0.0
+    return out

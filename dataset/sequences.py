@@ -71,12 +71,13 @@ class Histories:
     def ratings_of(self, user: int) -> np.ndarray:
         return self.ratings[self.sequences.indptr[user]:self.sequences.indptr[user + 1]]
 
-    def without_last(self) -> "Histories":
-        """Every user's history but its last interaction (for evaluating on held-out items)."""
+    def without_last(self, count: int = 1) -> "Histories":
+        """Every user's history but its last `count` interactions (for evaluating on them)."""
         lengths = self.sequences.lengths()
-        keep = np.ones(len(self.sequences.items), dtype=bool)
-        keep[self.sequences.indptr[1:][lengths > 0] - 1] = False
-        indptr = np.concatenate([[0], np.cumsum(np.maximum(lengths - 1, 0))])
+        kept = np.maximum(lengths - count, 0)
+        position = np.arange(len(self.sequences.items)) - np.repeat(self.sequences.indptr[:-1], lengths)
+        keep = position < np.repeat(kept, lengths)
+        indptr = np.concatenate([[0], np.cumsum(kept)])
         return Histories(Sequences(indptr, self.sequences.items[keep]), self.ratings[keep],
                          None if self.stamps is None else self.stamps[keep])
 

@@ -181,6 +181,29 @@ class Dataset(Catalogue):
     def encoder(self) -> FeatureEncoder:
         return FeatureEncoder.from_dict(self.manifest["vocabularies"])
 
+    def before(self, cut: str) -> "Dataset":
+        """The same catalogue and users with only the ratings before the time cut (UTC); no cut
+        ("") keeps them all. Ids stay as they are, so models trained on it fit the full data."""
+        if not cut:
+            return self
+        from dataclasses import replace
+
+        ratings = self.ratings[self.ratings.timestamp.to_numpy() < cut_time(cut)].reset_index(drop=True)
+        if not len(ratings):
+            raise DataError(f"{self.path}: no rating before {cut}")
+        return replace(self, ratings=ratings)
+
+
+def cut_time(text: str) -> int:
+    """Seconds since the epoch of a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM[:SS]), UTC."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text.strip().removesuffix("Z"))
+    except ValueError:
+        raise DataError(f"a time cut is a date like 2000-12-01 (UTC), not {text[:40]!r}") from None
+    return int(moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp())
+
 
 def load_dataset(path: str | Path, verify: bool = True) -> Dataset:
     path = Path(path)

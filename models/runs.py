@@ -29,8 +29,9 @@ class Split:
     split: LeaveLastOut
 
 
-def load_split(data_dir: Path) -> Split:
-    dataset = load_dataset(data_dir)
+def load_split(data_dir: Path, hold_out_after: str = "") -> Split:
+    """The leave-last-out split of the dataset's ratings (those before `hold_out_after`, if given)."""
+    dataset = load_dataset(data_dir).before(hold_out_after)
     if not dataset.manifest.get("has_timestamps"):
         raise DataError(f"{data_dir} has no timestamps, so no chronological split can be made")
     sequences = chronological(dataset.ratings, dataset.num_users)
@@ -60,7 +61,7 @@ def evaluate_run(data_dir: Path, run_dir: Path, stage: str, ks: list[int], seed:
     if model not in MODELS:
         raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
     use_paddle_device()
-    data = load_split(data_dir)
+    data = load_split(data_dir, trained_before(run_dir))
     scorer = run_scorer(model, data.dataset, run_dir)
     task = build_task(data.split, stage, data.sequences, data.dataset.num_items, seed=seed)
     if users is not None:
@@ -81,7 +82,15 @@ class Prepared:
     valid_task: EvalTask
 
 
-def prepare_run(data_dir: Path, run_dir: Path, resume: bool) -> Prepared:
+def trained_before(run_dir: Path) -> str:
+    """The time cut a run was trained with ("" for all ratings)."""
+    from movierec.training.checkpoints import RunDir
+
+    run = RunDir(run_dir)
+    return run.read_config().get("hold_out_after", "") if run.config.is_file() else ""
+
+
+def prepare_run(data_dir: Path, run_dir: Path, resume: bool, hold_out_after: str = "") -> Prepared:
     """What every training run does first: start over unless resuming, pick the device, load
     the split and the validation task."""
     from movierec.device import use_paddle_device
@@ -89,7 +98,7 @@ def prepare_run(data_dir: Path, run_dir: Path, resume: bool) -> Prepared:
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     device = use_paddle_device()
-    data = load_split(data_dir)
+    data = load_split(data_dir, hold_out_after)
     task = build_task(data.split, "valid", data.sequences, data.dataset.num_items)
     return Prepared(device, data, task)
 
@@ -120,7 +129,7 @@ def train_run(model: str, data_dir: Path, run_dir: Path, config, posters: Path |
               on_epoch: Callable | None = None) -> dict:
     """`movierec train sasrec|ncf`: train or resume a run, then write its test metrics.
     NCF's poster vectors are copied into the run directory, so the run is self-contained."""
-    prepared = prepare_run(data_dir, run_dir, resume)
+    prepared = prepare_run(data_dir, run_dir, resume, config.hold_out_after)
     dataset, train_sequences = prepared.data.dataset, prepared.data.split.train
     details = posters_note = ""
     if model == "sasrec":

@@ -2,9 +2,11 @@
 
 A ranker scores a request's merged candidates, `score(context, merged) -> logits` (higher is
 better), from anything in the context (the user's history, the recent items, the side
-features) and in `Merged` (each channel's score and rank per candidate). It is a bundle
-component like a channel (`recall.component`). `rank` orders the candidates by the logits;
-the score a caller sees is their sigmoid.
+features) and in `Merged` (each channel's score and rank per candidate), or returns None when
+it has nothing to go on for the request (then the candidates keep the recall order). It is a
+bundle component like a channel (`recall.component`). `rank` orders the candidates by the
+logits; the score a caller sees is their sigmoid. The same scores order the popular and new
+slots' pools for the user (`order_pool`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import numpy as np
 from movierec.recall.component import BuildInputs, ComponentFiles
 from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
+from movierec.recall.recaller import Recaller
 
 
 class Ranker(Protocol):
     name: str
 
-    def score(self, context: RequestContext, merged: Merged) -> np.ndarray: ...
+    def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None: ...
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "Ranker": ...
@@ -43,8 +46,26 @@ class Ranked:
     proposed: np.ndarray       # (N, C) bool: the recall channels that proposed each item
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # a logit of -inf (nothing to score with) is a probability of 0
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
 def rank(ranker: Ranker, context: RequestContext, merged: Merged) -> Ranked:
     logits = ranker.score(context, merged)
+    if logits is None:  # nothing to score with: the recall order
+        logits = -np.arange(len(merged.items), dtype=np.float32)
     order = np.argsort(-logits, kind="stable")
-    probabilities = (1.0 / (1.0 + np.exp(-logits[order]))).astype(np.float32)
-    return Ranked(merged.channels, merged.items[order], probabilities, merged.proposed[order])
+    return Ranked(merged.channels, merged.items[order], _sigmoid(logits[order]), merged.proposed[order])
+
+
+def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller,
+               items: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A slot's pool in the ranker's order for this request, with the scores a caller sees;
+    None when the ranker cannot score the request. No channel retrieved the pool's items: the
+    ranker sees each channel's own score of them (`Recaller.score_items`)."""
+    logits = ranker.score(context, recaller.score_items(context, items))
+    if logits is None:
+        return None
+    order = np.argsort(-logits, kind="stable")
+    return items[order], _sigmoid(logits[order])

@@ -6,6 +6,10 @@ first, and is a bundle component (`recall.component`): built offline, exported t
 files, loaded back by the server without Paddle. A channel that does not apply to a request
 (no state for a new user, no poster to start from) returns None: the merger then leaves its
 quota out, where the quota of a channel that ran dry goes to the others.
+
+`score(context, items)` gives the channel's own score of any items for the request (the score
+`retrieve` ranks by; None where the channel does not apply): rankers see it for the items of
+the popular and new slots' pools, which no channel was asked to retrieve.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class RecallChannel(Protocol):
     name: str
 
     def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None: ...
+
+    def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray | None: ...
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "RecallChannel | None":

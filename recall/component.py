@@ -100,7 +100,13 @@ class BuildInputs:
     index: IndexConfig            # how channels index their vectors
     runs: dict[str, Path]         # trained runs by model: "sasrec", "ncf"
     posters: Path | None = None   # poster vectors (.npz), when there are any
+    channels: tuple = ()          # the names of the recall channels the bundle is built with
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def need_channel(self, name: str, component: str) -> None:
+        if name not in self.channels:
+            raise ComponentError(f"{component} needs the recall channel {name!r}; this build has "
+                                 f"{', '.join(self.channels) or 'none'}")
 
     def run(self, model: str) -> Path:
         path = self.runs.get(model)

@@ -69,7 +69,11 @@ class RequestContext:
     def build(cls, num_items: int, histories: Histories, user: int, user_features: np.ndarray,
               recent: np.ndarray = NO_ITEMS, exclude: np.ndarray = NO_ITEMS,
               filters: ItemMask | None = None) -> "RequestContext":
+        """A user with no history (one whose ratings all came after a bundle's time cut) is served
+        as a new user with the given side features: the context's user is 0."""
         history = histories.of(user) if user else NO_ITEMS
+        if not len(history):
+            user = 0
         ratings = histories.ratings_of(user) if user else np.zeros(0, dtype=np.int8)
         blocked = ItemMask.of(num_items, history, recent, exclude)
         allowed = ~blocked if filters is None else (~blocked) & filters
@@ -86,8 +90,3 @@ class RequestContext:
         if not len(self.recent):
             return self.history_ratings
         return np.concatenate([self.history_ratings, np.full(len(self.recent), RECENT_RATING)])
-
-    @cached_property
-    def unblocked(self) -> ItemMask:
-        """Everything not blocked (filters aside): what recall searches over."""
-        return ~self.blocked

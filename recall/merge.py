@@ -1,8 +1,8 @@
 """The merger: per-channel quotas over the channels' candidate lists, deduplicated, with each
 channel's score and rank kept for every candidate (the ranker's recall-signal features).
 
-`merge` fills each channel's quota in turn from its own list, skipping blocked items and items
-an earlier channel took; what a channel that ran dry left unfilled goes to the others' next
+`merge` fills each channel's quota in turn from its own list, skipping items the request does
+not allow and items an earlier channel took; what a channel that ran dry left unfilled goes to the others' next
 candidates, in channel order. A channel that did not apply to the request (None) has no quota.
 """
 
@@ -29,6 +29,13 @@ class Merged:
         """(N, C) bool: which channels proposed each candidate."""
         return self.ranks >= 0
 
+    @classmethod
+    def unproposed(cls, channels: tuple, items: np.ndarray) -> "Merged":
+        """Items no channel proposed, without scores yet (see `Recaller.score_items`)."""
+        size = (len(items), len(channels))
+        return cls(tuple(channels), items, np.full(len(items), -1, dtype=np.int64),
+                   np.full(size, np.nan, dtype=np.float32), np.full(size, -1, dtype=np.int32))
+
 
 def channel_signals(results: list[Candidates | None], items: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ranks) of `items` in each channel's list, as in `Merged`."""
@@ -46,9 +53,9 @@ def channel_signals(results: list[Candidates | None], items: np.ndarray, num_ite
     return scores, ranks
 
 
-def merge(channels: tuple, results: list[Candidates | None], quotas: dict[str, int], blocked: ItemMask) -> Merged:
-    """`results[j]` is the list of channel `channels[j]`; `blocked` items never come out."""
-    unavailable = blocked.array.copy()
+def merge(channels: tuple, results: list[Candidates | None], quotas: dict[str, int], allowed: ItemMask) -> Merged:
+    """`results[j]` is the list of channel `channels[j]`; only `allowed` items come out."""
+    unavailable = ~allowed.array
     taken, primary = [], []
     cursor = [0] * len(results)
 
@@ -75,6 +82,6 @@ def merge(channels: tuple, results: list[Candidates | None], quotas: dict[str, i
             break
         short -= take(position, short)
     items = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
-    scores, ranks = channel_signals(results, items, len(blocked) - 1)
+    scores, ranks = channel_signals(results, items, len(allowed) - 1)
     return Merged(tuple(channels), items, np.concatenate(primary) if primary else np.zeros(0, dtype=np.int64),
                   scores, ranks)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .channel import Candidates, RecallChannel
 from .context import RequestContext
 from .merge import Merged, merge
@@ -26,12 +28,23 @@ class Recaller:
         can still fill the quota after dropping what an earlier channel took; None for a
         channel without quota or that does not apply to the request."""
         quotas = quotas or self.quotas
-        return [channel.retrieve(context, OVERFETCH * quotas[channel.name], context.unblocked)
+        return [channel.retrieve(context, OVERFETCH * quotas[channel.name], context.allowed)
                 if quotas.get(channel.name) else None for channel in self.channels]
+
+    def score_items(self, context: RequestContext, items: np.ndarray) -> Merged:
+        """`items` (that no channel retrieved) with each channel's own score of them, as a
+        ranker sees candidates; their ranks are -1 (not proposed)."""
+        pool = Merged.unproposed(self.names, items)
+        for column, channel in enumerate(self.channels):
+            scores = channel.score(context, items)
+            if scores is not None:
+                pool.scores[:, column] = scores
+        return pool
 
     def recall(self, context: RequestContext,
                quotas: dict[str, int] | None = None) -> tuple[Merged, list[Candidates | None]]:
-        """Merged candidates; the context's blocked items (seen, recent, excluded) never come out."""
+        """Merged candidates out of the context's allowed items: never a seen, recent or excluded
+        item, and only items that pass the request's filters."""
         quotas = quotas or self.quotas
         results = self.retrieve(context, quotas)
-        return merge(self.names, results, quotas, context.blocked), results
+        return merge(self.names, results, quotas, context.allowed), results

@@ -30,7 +30,7 @@ from movierec.options import option
 from movierec.recall.index import IndexConfig, set_search_threads
 from movierec.server import guard
 from movierec.server.admin import AdminAuth, AdminDenied, is_loopback_host
-from movierec.server.pipeline import MAX_LIST, Pipeline, RecommendInput, RequestError
+from movierec.server.pipeline import MAX_LIST, SLOT_ORDERS, SLOT_POOL, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.workdir import BUNDLES
 
@@ -71,11 +71,10 @@ class Served:
 class BundleHolder:
     """The bundle being served, loaded from the configured root only."""
 
-    def __init__(self, root: Path, metrics: Metrics, shares: dict | None = None, use_precomputed: bool = True):
+    def __init__(self, root: Path, metrics: Metrics, pipeline_options: dict | None = None):
         self.root = Path(root).resolve()
         self.metrics = metrics
-        self.shares = shares
-        self.use_precomputed = use_precomputed
+        self.pipeline_options = pipeline_options or {}
         self.served: Served | None = None
         self.loaded_from: Path | None = None
         self._lock = asyncio.Lock()
@@ -99,8 +98,7 @@ class BundleHolder:
             path = self._resolve(version)
             try:
                 bundle = await asyncio.to_thread(load_bundle, path)
-                pipeline = await asyncio.to_thread(Pipeline, bundle, self.shares,
-                                                  use_precomputed=self.use_precomputed)
+                pipeline = await asyncio.to_thread(Pipeline, bundle, **self.pipeline_options)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
                 log.error("bundle %s refused (%s); still serving %s", path.name, exc,
@@ -241,6 +239,7 @@ class RecommenderService:
             item = add(item_id=item_id, title=title, score=score, slot=SLOT_ENUM[slot])
             if request.explain:
                 item.channels.extend(result.channels[k])
+                item.reason = result.reasons[k]
                 if result.rank_scores[k] == result.rank_scores[k]:  # not NaN
                     item.rank_score = float(result.rank_scores[k])
         for stage in ("recall", "rank", "blend"):
@@ -284,6 +283,11 @@ class ServerConfig:
     popular: float = option(DEFAULT_SHARES["popular"], "Share of the popular slot.")
     new: float = option(DEFAULT_SHARES["new"], "Share of the new slot.")
     personalized: float = option(DEFAULT_SHARES["personalized"], "Share of the personalized slot.")
+    slot_pool: int = option(SLOT_POOL, "The popular and new slots draw from this many of the most popular and the "
+                            "newest items.")
+    slot_order: str = option("personal", "'personal': the popular and new slots ordered for each user by the "
+                             "bundle's ranker (new users: with side features, else by their group's popularity); "
+                             "'global': one order for everyone.")
     tls_cert: Path | None = option(None, "PEM certificate chain: serve TLS (with --tls-key).")
     tls_key: Path | None = option(None, "PEM private key of --tls-cert.")
     tls_client_ca: Path | None = option(None, "PEM CA: require client certificates it signed (mutual TLS).")
@@ -310,10 +314,17 @@ class ServerConfig:
             raise ConfigError("slot shares must be finite, non-negative and not all zero")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS:
+            raise ConfigError(f"--slot-pool must be at least 1 and --slot-order one of {', '.join(SLOT_ORDERS)}")
 
     @property
     def shares(self) -> dict:
         return {"popular": self.popular, "new": self.new, "personalized": self.personalized}
+
+    @property
+    def pipeline_options(self) -> dict:
+        return {"shares": self.shares, "use_precomputed": self.use_precomputed, "slot_pool": self.slot_pool,
+                "slot_order": self.slot_order}
 
 
 def server_credentials(config: ServerConfig):
@@ -365,7 +376,7 @@ async def start(config: ServerConfig) -> RunningServer:
     threadpool_limits(1)
     set_search_threads(1)
     metrics = Metrics()
-    holder = BundleHolder(config.bundles, metrics, config.shares, config.use_precomputed)
+    holder = BundleHolder(config.bundles, metrics, config.pipeline_options)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", int(config.reuse_port))])

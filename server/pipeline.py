@@ -17,11 +17,13 @@ from movierec.blend.quotas import DEFAULT_SHARES, SLOTS, SlotList, blend
 from movierec.bundle.loader import Bundle
 from movierec.dataset.sequences import item_counts
 from movierec.errors import MovieRecError, echo
-from movierec.rank.ranker import rank
+from movierec.rank.ranker import order_pool, rank
 from movierec.recall.context import NO_ITEMS, ItemMask
 
 MAX_N = 200
 MAX_LIST = 1000  # recent / exclude ids per request
+SLOT_POOL = 400  # the popular and new slots draw from this many of the most popular / newest items (README: Served quality)
+SLOT_ORDERS = ("personal", "global")
 
 
 class RequestError(MovieRecError):
@@ -53,7 +55,8 @@ class RecommendOutput:
     scores: np.ndarray
     slots: list              # slot names
     channels: list           # per item: recall channels (explain only)
-    rank_scores: np.ndarray  # per item: the ranker's probability (personalized slot), else NaN
+    rank_scores: np.ndarray  # per item: the ranker's probability where the ranker ordered its slot, else NaN
+    reasons: list            # per item: its slot, pool and order, in words (explain only)
     bundle_version: str
     timings_ms: dict
     known_user: bool
@@ -63,7 +66,7 @@ class RecommendOutput:
 
 class Pipeline:
     def __init__(self, bundle: Bundle, shares: dict | None = None, max_n: int = MAX_N,
-                 use_precomputed: bool = True):
+                 use_precomputed: bool = True, slot_pool: int = SLOT_POOL, slot_order: str = "personal"):
         self.bundle = bundle
         self.precomputed = bundle.precomputed if use_precomputed else None
         self.shares = dict(shares or DEFAULT_SHARES)
@@ -83,6 +86,14 @@ class Pipeline:
         self.popular = SlotList(bundle.popular, (counts[bundle.popular] / max(counts.max(), 1)).astype(np.float32))
         self.new = SlotList(bundle.new, np.linspace(1.0, 0.0, len(bundle.new), endpoint=False).astype(np.float32))
         self.demographic = DemographicPopularity(seen, bundle.user_features, num)
+        if slot_order not in SLOT_ORDERS:
+            raise RequestError(f"slot order must be one of {', '.join(SLOT_ORDERS)}")
+        self.slot_order = slot_order
+        self.popular_pool, self.new_pool = bundle.popular[:slot_pool], bundle.new[:slot_pool]
+        self.popular_rank = np.zeros(num + 1, dtype=np.int64)
+        self.popular_rank[bundle.popular] = np.arange(1, len(bundle.popular) + 1)
+        self.new_rank = np.zeros(num + 1, dtype=np.int64)
+        self.new_rank[bundle.new] = np.arange(1, len(bundle.new) + 1)
 
     # ---------------------------------------------------------------- inputs
 
@@ -138,11 +149,13 @@ class Pipeline:
         recent, ignored_recent = self._items(inp.recent, "recent_item_ids")
         exclude, ignored_exclude = self._items(inp.exclude, "exclude_item_ids")
         features = None if user else bundle.encoder.encode_request(inp.gender, inp.age, inp.occupation, inp.zip_code)
-        context = bundle.context(user, features, recent, exclude, self._filters(inp))
+        filters = self._filters(inp)
+        context = bundle.context(user, features, recent, exclude, filters)
+        user = context.user
 
         ranked = None
         precomputed = False
-        if user and not len(recent) and not len(exclude) and self.precomputed is not None:
+        if user and not len(recent) and not len(exclude) and filters is None and self.precomputed is not None:
             ranked, precomputed = self.precomputed.of(user), True
             recall_done = rank_done = time.perf_counter()
         elif user or len(recent):
@@ -153,32 +166,29 @@ class Pipeline:
             rank_done = time.perf_counter()
         else:
             recall_done = rank_done = time.perf_counter()
-        ranked_personally = ranked is not None and len(ranked.items) > 0
-        if ranked_personally:
-            personalized = SlotList(ranked.items, ranked.scores)
-        else:
-            demographic = self.demographic.ranked(context.user_features)
-            personalized = SlotList(*demographic) if demographic else self.popular
-        blended = blend(inp.n, inp.shares or self.shares,
-                        {"personalized": personalized, "new": self.new, "popular": self.popular},
-                        context.allowed.array)
+        lists, orders = self._slot_lists(context, ranked)
+        blended = blend(inp.n, inp.shares or self.shares, lists, context.allowed.array)
         finished = time.perf_counter()
 
+        reasons = [""] * len(blended.items)
         channels = [[] for _ in blended.items]
-        if inp.explain and ranked is not None:
-            row_of = {item: row for row, item in enumerate(ranked.items.tolist())}
-            names = np.array(ranked.channels, dtype=object)
-            channels = [names[ranked.proposed[row_of[item]]].tolist() if item in row_of else []
-                        for item in blended.items.tolist()]
-        # a personalized item's blended score is its rank probability
-        from_ranker = (blended.slots == SLOTS.index("personalized")) & ranked_personally
+        if inp.explain:
+            reasons = self._reasons(blended, orders, ranked)
+            if ranked is not None:
+                row_of = {item: row for row, item in enumerate(ranked.items.tolist())}
+                names = np.array(ranked.channels, dtype=object)
+                channels = [names[ranked.proposed[row_of[item]]].tolist() if item in row_of else []
+                            for item in blended.items.tolist()]
+        # the score of an item in a slot the ranker ordered is the ranker's probability
+        by_ranker = np.array([orders[SLOTS[s]] == "ranker" for s in blended.slots], dtype=bool)
         return RecommendOutput(
             items=self.raw_ids[blended.items],
             titles=self.titles[blended.items].tolist(),
             scores=blended.scores,
             slots=[SLOTS[s] for s in blended.slots],
             channels=channels,
-            rank_scores=np.where(from_ranker, blended.scores, np.nan).astype(np.float32),
+            rank_scores=np.where(by_ranker, blended.scores, np.nan).astype(np.float32),
+            reasons=reasons,
             bundle_version=bundle.version,
             timings_ms={"recall": (recall_done - started) * 1000, "rank": (rank_done - recall_done) * 1000,
                         "blend": (finished - rank_done) * 1000, "total": (finished - started) * 1000},
@@ -186,3 +196,49 @@ class Pipeline:
             known_user=bool(user),
             ignored=ignored_recent + ignored_exclude,
         )
+
+    # ---------------------------------------------------------------- slots
+
+    def _slot_lists(self, context, ranked) -> tuple[dict[str, SlotList], dict[str, str]]:
+        """Each slot's list and how it is ordered: "ranker" (for this user by the bundle's
+        ranker), "group" (popularity among users of the same gender and age) or "global"."""
+        lists, orders = {}, {}
+        if ranked is not None and len(ranked.items):
+            lists["personalized"], orders["personalized"] = SlotList(ranked.items, ranked.scores), "ranker"
+        else:
+            demographic = self.demographic.ranked(context.user_features)
+            lists["personalized"] = SlotList(*demographic) if demographic else self.popular
+            orders["personalized"] = "group" if demographic else "global"
+        for slot, whole, pool in (("popular", self.popular, self.popular_pool), ("new", self.new, self.new_pool)):
+            if self.slot_order == "global":
+                lists[slot], orders[slot] = whole, "global"
+                continue
+            ordered = order_pool(self.bundle.ranker, context, self.bundle.recaller, pool)
+            if ordered is not None:
+                lists[slot], orders[slot] = SlotList(*ordered), "ranker"
+            else:
+                by_group = self.demographic.order(context.user_features, pool)
+                lists[slot] = SlotList(*by_group) if by_group else SlotList(pool, whole.scores[:len(pool)])
+                orders[slot] = "group" if by_group else "global"
+        return lists, orders
+
+    def _reasons(self, blended, orders: dict[str, str], ranked) -> list[str]:
+        """Why each item is in the list: its slot, the pool it came from, how the slot was ordered."""
+        ranker = self.bundle.ranker.name
+        ordered = {"ranker": f", ordered for this user by the {ranker} ranker",
+                   "group": ", ordered by popularity among users of the same gender and age", "global": ""}
+        fallback = {"group": "the most popular with users of the same gender and age",
+                    "global": "the most popular overall"}
+        out = []
+        for item, slot, row in zip(blended.items.tolist(), blended.slots.tolist(), blended.rows.tolist()):
+            name, order = SLOTS[slot], orders[SLOTS[slot]]
+            if name == "personalized":
+                out.append(f"personalized: #{row + 1} of {len(ranked.items)} recalled candidates by the {ranker} "
+                           "ranker" if order == "ranker" else f"personalized, for a user without history: {fallback[order]}")
+            elif name == "popular":
+                pool = "most popular" if order == "global" else f"of the {len(self.popular_pool)} most popular"
+                out.append(f"popular: #{self.popular_rank[item]} {pool}{ordered[order]}")
+            else:
+                pool = "newest" if order == "global" else f"of the {len(self.new_pool)} newest"
+                out.append(f"new ({self.years[item]}): #{self.new_rank[item]} {pool}{ordered[order]}")
+        return out

@@ -36,7 +36,7 @@ def test_bundle_loads_and_verifies(bundle_root, ml100k_dataset):
     assert (channels["sasrec"]["dim"], channels["ncf"]["dim"], channels["poster"]["dim"]) == (16, 32, 12)
     assert channels["poster"]["source"]["items_with_poster"] == 841 and channels["poster"]["source"]["input_dim"] == 12
     assert channels["item2item"]["params"] == {"neighbours": 50, "seeds": 5}
-    assert manifest["rank"]["name"] == "ncf" and manifest["rank"]["files"] == ["rank.ncf.scorer.npz"]
+    assert manifest["rank"] == {"name": "recall", "params": {"channel": "sasrec"}, "files": []}
     assert manifest["index"] == {"backend": "faiss", "factory": "Flat", "search": {}, "device": "cpu"}
     listed = [name for c in channels.values() for name in c["files"]] + manifest["rank"]["files"]
     assert set(listed) <= set(manifest["checksums"]) and all(n.startswith(("recall.", "rank.")) for n in listed)
@@ -141,11 +141,13 @@ def test_new_user_with_and_without_recent_items(bundle_root):
 
 def test_recent_items_recompute_the_sasrec_state(bundle_root):
     bundle = load_bundle(bundle_root)
-    sasrec = bundle.recaller.channels[bundle.recaller.names.index("sasrec")]
-    stored = sasrec.query(bundle.context(7))
+    from movierec.recall.channels.sasrec import context_query
+
+    users = bundle.recaller.channels[bundle.recaller.names.index("sasrec")].users
+    stored = context_query(users, bundle.context(7))
     # the state stored at build time (Paddle) equals the serving path's numpy forward pass
-    assert np.allclose(stored, sasrec.inference.user_vector(bundle.histories.of(7)), atol=1e-4)
-    updated = sasrec.query(bundle.context(7, recent=np.array([1, 2, 3])))
+    assert np.allclose(stored, users.inference.user_vector(bundle.histories.of(7)), atol=1e-4)
+    updated = context_query(users, bundle.context(7, recent=np.array([1, 2, 3])))
     assert not np.allclose(stored, updated, atol=1e-4)
 
 
@@ -219,8 +221,7 @@ def test_precomputed_rankings_answer_exactly_as_online_recall_and_rank(bundle_ro
     bundle = load_bundle(bundle_root)
     assert bundle.precomputed.num_users == len(bundle.users) == 943
     served, online = Pipeline(bundle), Pipeline(bundle, use_precomputed=False)
-    requests = [{"n": 10}, {"n": 37, "explain": True}, {"n": 10, "include_genres": ["Drama"], "min_year": 1990},
-                {"n": 5, "shares": {"personalized": 1.0}}]
+    requests = [{"n": 10}, {"n": 37, "explain": True}, {"n": 5, "shares": {"personalized": 1.0}}]
     for raw_user in bundle.users.raw_id.to_numpy()[::47]:
         for kwargs in requests:
             stored = served.recommend(RecommendInput(user_id=int(raw_user), **kwargs))
@@ -231,6 +232,7 @@ def test_precomputed_rankings_answer_exactly_as_online_recall_and_rank(bundle_ro
             np.testing.assert_allclose(stored.scores, computed.scores, rtol=1e-5)
             np.testing.assert_allclose(stored.rank_scores, computed.rank_scores, rtol=1e-5)
             assert "personalized" in stored.slots and not np.isnan(stored.rank_scores).all()
-    # context (recent items, exclusions) and new users go through recall and rank online
-    for kwargs in ({"user_id": 1, "recent": [50]}, {"user_id": 1, "exclude": [50]}, {"user_id": 0, "recent": [50]}):
+    # context (recent items, exclusions, filters, which reach recall) and new users go through recall and rank online
+    for kwargs in ({"user_id": 1, "recent": [50]}, {"user_id": 1, "exclude": [50]}, {"user_id": 0, "recent": [50]},
+                   {"user_id": 1, "include_genres": ["Drama"]}, {"user_id": 1, "min_year": 1990}):
         assert not served.recommend(RecommendInput(**kwargs)).precomputed

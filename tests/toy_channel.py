@@ -14,10 +14,15 @@ class NewestChannel:
 
     def __init__(self, order: np.ndarray):
         self.order = order  # item ids, newest first
+        self.newness = np.zeros(len(order) + 1, dtype=np.float32)
+        self.newness[order] = np.linspace(1.0, 0.0, len(order))
 
     def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates:
         items = self.order[allowed.array[self.order]][:k]
-        return Candidates(items, np.linspace(1.0, 0.5, len(items)).astype(np.float32))
+        return Candidates(items, self.newness[items])
+
+    def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray:
+        return self.newness[items]
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "NewestChannel":

@@ -39,6 +39,10 @@ def check_settings(config, choices: dict[str, tuple], positive: tuple[str, ...])
         raise ConfigError("lr_decay must be in (0, 1]")
     if config.lr_patience <= 0:
         raise ConfigError("lr_patience must be positive")
+    if getattr(config, "hold_out_after", ""):
+        from movierec.dataset.store import cut_time
+
+        cut_time(config.hold_out_after)
 
 
 def seed_everything(seed: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from movierec.errors import ConfigError
-from movierec.models.sasrec.config import LR_DECAY_HELP, LR_PATIENCE_HELP
+from movierec.models.sasrec.config import HOLD_OUT_AFTER_HELP, LR_DECAY_HELP, LR_PATIENCE_HELP
 from movierec.options import option
 from movierec.training.loop import check_settings
 
@@ -37,6 +37,7 @@ class NCFConfig:
     eval_every: int = option(1, "Validate every N epochs.")
     monitor: str = option("sampled.HR@10", "Validation metric that picks the best checkpoint.")
     seed: int = option(42, "Seed for initialisation, sampling and dropout.")
+    hold_out_after: str = option("", HOLD_OUT_AFTER_HELP)
 
     def __post_init__(self) -> None:
         self.mlp_layers = tuple(int(x) for x in self.mlp_layers)

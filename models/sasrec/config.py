@@ -16,6 +16,8 @@ WEIGHTINGS = ("batch", "position")
 LR_DECAY_HELP = ("Multiply the learning rate by this after --lr-patience validations without improvement "
                  "(reduce on plateau); 1 keeps it constant. May change when a run resumes.")
 LR_PATIENCE_HELP = "Validations without improvement before each --lr-decay."
+HOLD_OUT_AFTER_HELP = ("Train on the ratings before this date only (YYYY-MM-DD, UTC), so that a bundle built "
+                       "with the same --hold-out-after can be evaluated on what came after.")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class SASRecConfig:
     eval_every: int = option(5, "Validate every N epochs.")
     monitor: str = option("full.NDCG@10", "Validation metric that picks the best checkpoint.")
     seed: int = option(42, "Seed for initialisation, sampling and dropout.")
+    hold_out_after: str = option("", HOLD_OUT_AFTER_HELP)
 
     @classmethod
     def from_saved(cls, saved: dict) -> "SASRecConfig":

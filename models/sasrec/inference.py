@@ -67,3 +67,23 @@ class SASRecInference:
             hidden = np.maximum(self._linear(f"forwards.{block}.net.0", x), 0)
             x = x + self._linear(f"forwards.{block}.net.3", hidden)
         return self._norm("last_norm", x[-1])
+
+
+class SASRecUsers:
+    """What SASRec knows of users when serving: the state after each stored history (computed
+    offline), the numpy forward pass for a history with recent items, and the item embeddings
+    that states score items with."""
+
+    def __init__(self, states: np.ndarray, inference: SASRecInference):
+        self.states = states            # (num_users + 1, d); row 0, the unknown user, unused
+        self.inference = inference
+
+    def query(self, user: int, sequence: np.ndarray, recent: int) -> np.ndarray | None:
+        """The state after `sequence`, the user's history followed by `recent` recent items: the
+        stored state when there are none; None for a user with nothing to go on."""
+        if recent == 0:
+            return self.states[user] if user > 0 else None
+        return self.inference.user_vector(sequence)
+
+    def scores(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.inference.w["item_emb.weight"][items] @ query

@@ -4,4 +4,5 @@ from movierec.registry import Registry
 
 RANKERS = Registry("ranker", {
     "ncf": "movierec.rank.rankers.ncf:NCFRanker",
+    "recall": "movierec.rank.rankers.recall:RecallRanker",
 })

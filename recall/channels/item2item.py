@@ -52,15 +52,24 @@ class Item2ItemChannel:
         self.neighbour_scores = neighbour_scores
         self.params = params
 
-    def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates:
-        """Neighbours of the last few items, more recent ones weighing more."""
+    def _totals(self, context: RequestContext) -> np.ndarray | None:
+        """Every item's summed similarity to the last few items, more recent ones weighing more."""
         seeds = context.sequence[context.sequence > 0][-self.params.seeds:]
         if len(seeds) == 0:
-            return Candidates.empty()
+            return None
         weights = 0.5 ** np.arange(len(seeds))[::-1]
         ids = self.neighbour_ids[seeds].ravel()
         scores = (self.neighbour_scores[seeds] * weights[:, None]).ravel()
-        totals = np.bincount(ids, weights=scores, minlength=len(self.neighbour_ids)).astype(np.float32)
+        return np.bincount(ids, weights=scores, minlength=len(self.neighbour_ids)).astype(np.float32)
+
+    def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray | None:
+        totals = self._totals(context)
+        return None if totals is None else totals[items]
+
+    def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates:
+        totals = self._totals(context)
+        if totals is None:
+            return Candidates.empty()
         totals[~allowed.array] = 0.0
         candidates = np.flatnonzero(totals > 0)
         top = candidates[np.argsort(-totals[candidates], kind="stable")[:k]]

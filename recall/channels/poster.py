@@ -64,6 +64,12 @@ class PosterChannel:
         norm = np.linalg.norm(query)
         return query / norm if norm > 0 else None
 
+    def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray | None:
+        query = self.query(context)
+        if query is None:
+            return None
+        return np.where(self.has_poster[items] > 0, self.vectors[items] @ query, np.nan).astype(np.float32)
+
     def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None:
         query = self.query(context)
         return None if query is None else Candidates(*top_k(self.index, query, k, allowed))

@@ -12,7 +12,7 @@ import numpy as np
 
 from movierec.files import sha256_file
 from movierec.models.sasrec.config import SASRecConfig
-from movierec.models.sasrec.inference import SASRecInference
+from movierec.models.sasrec.inference import SASRecInference, SASRecUsers
 
 from ..channel import Candidates
 from ..component import BuildInputs, ComponentFiles, open_index, save_index
@@ -20,29 +20,10 @@ from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
 
 
-class SASRecChannel:
-    name = "sasrec"
-
-    def __init__(self, index: VectorIndex, user_states: np.ndarray, inference: SASRecInference,
-                 index_config: IndexConfig, source: dict | None = None):
-        self.index = index
-        self.user_states = user_states        # (num_users + 1, d): the state after each stored history
-        self.inference = inference
-        self.index_config = index_config
-        self.source = source or {}
-
-    def query(self, context: RequestContext) -> np.ndarray | None:
-        """The stored state, or one recomputed from the history plus the recent items."""
-        if len(context.recent) == 0:
-            return self.user_states[context.user] if context.user > 0 else None
-        return self.inference.user_vector(context.sequence)
-
-    def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None:
-        query = self.query(context)
-        return None if query is None else Candidates(*top_k(self.index, query, k, allowed))
-
-    @classmethod
-    def build(cls, inputs: BuildInputs, params: dict) -> "SASRecChannel":
+def trained_users(inputs: BuildInputs) -> tuple[SASRecUsers, np.ndarray, dict]:
+    """The SASRec run's users (states after every stored history), item vectors and source,
+    computed once per build for every component that uses them."""
+    def compute():
         from movierec.models.sasrec.training import load_sasrec
         from movierec.training.checkpoints import RunDir
 
@@ -51,19 +32,54 @@ class SASRecChannel:
         model = load_sasrec(run, dataset.num_items)
         states = model.user_vectors([sequences.of(u) for u in range(dataset.num_users + 1)])
         states[0] = 0.0
-        index = build_index(model.item_vectors()[1:], np.arange(1, dataset.num_items + 1), inputs.index)
         source = {"run": str(run), "weights_sha256": sha256_file(RunDir(run).best_model)}
-        return cls(index, states, SASRecInference.from_model(model), inputs.index, source)
+        return SASRecUsers(states, SASRecInference.from_model(model)), model.item_vectors(), source
+    return inputs.shared("sasrec", compute)
+
+
+def save_users(files: ComponentFiles, users: SASRecUsers) -> None:
+    files.save_npz("model.npz", users.inference.w)
+    files.write_json("config.json", asdict(users.inference.config))
+    files.save_npy("users.npy", users.states)
+
+
+def open_users(files: ComponentFiles) -> SASRecUsers:
+    config = SASRecConfig.from_saved(files.read_json("config.json"))
+    return SASRecUsers(files.load_npy("users.npy"), SASRecInference(files.load_npz("model.npz"), config))
+
+
+def context_query(users: SASRecUsers, context: RequestContext) -> np.ndarray | None:
+    return users.query(context.user, context.sequence, len(context.recent))
+
+
+class SASRecChannel:
+    name = "sasrec"
+
+    def __init__(self, index: VectorIndex, users: SASRecUsers, index_config: IndexConfig, source: dict | None = None):
+        self.index = index
+        self.users = users
+        self.index_config = index_config
+        self.source = source or {}
+
+    def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray | None:
+        query = context_query(self.users, context)
+        return None if query is None else self.users.scores(query, items)
+
+    def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None:
+        query = context_query(self.users, context)
+        return None if query is None else Candidates(*top_k(self.index, query, k, allowed))
+
+    @classmethod
+    def build(cls, inputs: BuildInputs, params: dict) -> "SASRecChannel":
+        users, item_vectors, source = trained_users(inputs)
+        index = build_index(item_vectors[1:], np.arange(1, len(item_vectors)), inputs.index)
+        return cls(index, users, inputs.index, source)
 
     def export(self, files: ComponentFiles) -> dict:
-        files.save_npz("model.npz", self.inference.w)
-        files.write_json("config.json", asdict(self.inference.config))
-        files.save_npy("users.npy", self.user_states)
+        save_users(files, self.users)
         return {**save_index(files, self.index, self.index_config), "source": self.source}
 
     @classmethod
     def load(cls, files: ComponentFiles, fragment: dict) -> "SASRecChannel":
-        config = SASRecConfig.from_saved(files.read_json("config.json"))
         index, index_config = open_index(files, fragment)
-        return cls(index, files.load_npy("users.npy"), SASRecInference(files.load_npz("model.npz"), config),
-                   index_config, fragment.get("source"))
+        return cls(index, open_users(files), index_config, fragment.get("source"))

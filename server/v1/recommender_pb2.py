@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmovierec/v1/recommender.proto\x12\x0bmovierec.v1\"f\n\x0cSideFeatures\x12#\n\x06gender\x18\x01 \x01(\x0e\x32\x13.movierec.v1.Gender\x12\x0b\n\x03\x61ge\x18\x02 \x01(\r\x12\x12\n\noccupation\x18\x03 \x01(\t\x12\x10\n\x08zip_code\x18\x04 \x01(\t\"]\n\x07\x46ilters\x12\x16\n\x0einclude_genres\x18\x01 \x03(\t\x12\x16\n\x0e\x65xclude_genres\x18\x02 \x03(\t\x12\x10\n\x08min_year\x18\x03 \x01(\r\x12\x10\n\x08max_year\x18\x04 \x01(\r\"<\n\x06Quotas\x12\x0f\n\x07popular\x18\x01 \x01(\x02\x12\x0b\n\x03new\x18\x02 \x01(\x02\x12\x14\n\x0cpersonalized\x18\x03 \x01(\x02\"\xf0\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x04\x12\t\n\x01n\x18\x02 \x01(\r\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\x04\x12\x18\n\x10\x65xclude_item_ids\x18\x04 \x03(\x04\x12\x30\n\rside_features\x18\x05 \x01(\x0b\x32\x19.movierec.v1.SideFeatures\x12%\n\x07\x66ilters\x18\x06 \x01(\x0b\x32\x14.movierec.v1.Filters\x12#\n\x06quotas\x18\x07 \x01(\x0b\x32\x13.movierec.v1.Quotas\x12\x0f\n\x07\x65xplain\x18\x08 \x01(\x08\"\x87\x01\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x1f\n\x04slot\x18\x04 \x01(\x0e\x32\x11.movierec.v1.Slot\x12\x10\n\x08\x63hannels\x18\x05 \x03(\t\x12\x12\n\nrank_score\x18\x06 \x01(\x02\"k\n\x0cStageTimings\x12\x11\n\trecall_ms\x18\x01 \x01(\x02\x12\x0f\n\x07rank_ms\x18\x02 \x01(\x02\x12\x10\n\x08\x62lend_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\x12\x13\n\x0bprecomputed\x18\x05 \x01(\x08\"\xb2\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.movierec.v1.RecommendedItem\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\x12*\n\x07timings\x18\x03 \x01(\x0b\x32\x19.movierec.v1.StageTimings\x12\x12\n\nknown_user\x18\x04 \x01(\x08\x12\x18\n\x10ignored_item_ids\x18\x05 \x03(\x04\"\x16\n\x14GetBundleInfoRequest\"\x83\x01\n\nBundleInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05users\x18\x02 \x01(\x04\x12\r\n\x05items\x18\x03 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05index\x18\x05 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x06 \x01(\x01\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\"&\n\x13ReloadBundleRequest\x12\x0f\n\x07version\x18\x01 \x01(\t*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bGENDER_MALE\x10\x01\x12\x11\n\rGENDER_FEMALE\x10\x02*S\n\x04Slot\x12\x14\n\x10SLOT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSLOT_POPULAR\x10\x01\x12\x0c\n\x08SLOT_NEW\x10\x02\x12\x15\n\x11SLOT_PERSONALIZED\x10\x03\x32\xf1\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.movierec.v1.RecommendRequest\x1a\x1e.movierec.v1.RecommendResponse\x12K\n\rGetBundleInfo\x12!.movierec.v1.GetBundleInfoRequest\x1a\x17.movierec.v1.BundleInfo\x12I\n\x0cReloadBundle\x12 .movierec.v1.ReloadBundleRequest\x1a\x17.movierec.v1.BundleInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmovierec/v1/recommender.proto\x12\x0bmovierec.v1\"f\n\x0cSideFeatures\x12#\n\x06gender\x18\x01 \x01(\x0e\x32\x13.movierec.v1.Gender\x12\x0b\n\x03\x61ge\x18\x02 \x01(\r\x12\x12\n\noccupation\x18\x03 \x01(\t\x12\x10\n\x08zip_code\x18\x04 \x01(\t\"]\n\x07\x46ilters\x12\x16\n\x0einclude_genres\x18\x01 \x03(\t\x12\x16\n\x0e\x65xclude_genres\x18\x02 \x03(\t\x12\x10\n\x08min_year\x18\x03 \x01(\r\x12\x10\n\x08max_year\x18\x04 \x01(\r\"<\n\x06Quotas\x12\x0f\n\x07popular\x18\x01 \x01(\x02\x12\x0b\n\x03new\x18\x02 \x01(\x02\x12\x14\n\x0cpersonalized\x18\x03 \x01(\x02\"\xf0\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x04\x12\t\n\x01n\x18\x02 \x01(\r\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\x04\x12\x18\n\x10\x65xclude_item_ids\x18\x04 \x03(\x04\x12\x30\n\rside_features\x18\x05 \x01(\x0b\x32\x19.movierec.v1.SideFeatures\x12%\n\x07\x66ilters\x18\x06 \x01(\x0b\x32\x14.movierec.v1.Filters\x12#\n\x06quotas\x18\x07 \x01(\x0b\x32\x13.movierec.v1.Quotas\x12\x0f\n\x07\x65xplain\x18\x08 \x01(\x08\"\x97\x01\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x1f\n\x04slot\x18\x04 \x01(\x0e\x32\x11.movierec.v1.Slot\x12\x10\n\x08\x63hannels\x18\x05 \x03(\t\x12\x12\n\nrank_score\x18\x06 \x01(\x02\x12\x0e\n\x06reason\x18\x07 \x01(\t\"k\n\x0cStageTimings\x12\x11\n\trecall_ms\x18\x01 \x01(\x02\x12\x0f\n\x07rank_ms\x18\x02 \x01(\x02\x12\x10\n\x08\x62lend_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\x12\x13\n\x0bprecomputed\x18\x05 \x01(\x08\"\xb2\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.movierec.v1.RecommendedItem\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\x12*\n\x07timings\x18\x03 \x01(\x0b\x32\x19.movierec.v1.StageTimings\x12\x12\n\nknown_user\x18\x04 \x01(\x08\x12\x18\n\x10ignored_item_ids\x18\x05 \x03(\x04\"\x16\n\x14GetBundleInfoRequest\"\x83\x01\n\nBundleInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05users\x18\x02 \x01(\x04\x12\r\n\x05items\x18\x03 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05index\x18\x05 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x06 \x01(\x01\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\"&\n\x13ReloadBundleRequest\x12\x0f\n\x07version\x18\x01 \x01(\t*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bGENDER_MALE\x10\x01\x12\x11\n\rGENDER_FEMALE\x10\x02*S\n\x04Slot\x12\x14\n\x10SLOT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSLOT_POPULAR\x10\x01\x12\x0c\n\x08SLOT_NEW\x10\x02\x12\x15\n\x11SLOT_PERSONALIZED\x10\x03\x32\xf1\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.movierec.v1.RecommendRequest\x1a\x1e.movierec.v1.RecommendResponse\x12K\n\rGetBundleInfo\x12!.movierec.v1.GetBundleInfoRequest\x1a\x17.movierec.v1.BundleInfo\x12I\n\x0cReloadBundle\x12 .movierec.v1.ReloadBundleRequest\x1a\x17.movierec.v1.BundleInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'movierec.v1.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GENDER']._serialized_start=1176
-  _globals['_GENDER']._serialized_end=1244
-  _globals['_SLOT']._serialized_start=1246
-  _globals['_SLOT']._serialized_end=1329
+  _globals['_GENDER']._serialized_start=1192
+  _globals['_GENDER']._serialized_end=1260
+  _globals['_SLOT']._serialized_start=1262
+  _globals['_SLOT']._serialized_end=1345
   _globals['_SIDEFEATURES']._serialized_start=46
   _globals['_SIDEFEATURES']._serialized_end=148
   _globals['_FILTERS']._serialized_start=150
@@ -44,17 +44,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDREQUEST']._serialized_start=308
   _globals['_RECOMMENDREQUEST']._serialized_end=548
   _globals['_RECOMMENDEDITEM']._serialized_start=551
-  _globals['_RECOMMENDEDITEM']._serialized_end=686
-  _globals['_STAGETIMINGS']._serialized_start=688
-  _globals['_STAGETIMINGS']._serialized_end=795
-  _globals['_RECOMMENDRESPONSE']._serialized_start=798
-  _globals['_RECOMMENDRESPONSE']._serialized_end=976
-  _globals['_GETBUNDLEINFOREQUEST']._serialized_start=978
-  _globals['_GETBUNDLEINFOREQUEST']._serialized_end=1000
-  _globals['_BUNDLEINFO']._serialized_start=1003
-  _globals['_BUNDLEINFO']._serialized_end=1134
-  _globals['_RELOADBUNDLEREQUEST']._serialized_start=1136
-  _globals['_RELOADBUNDLEREQUEST']._serialized_end=1174
-  _globals['_RECOMMENDER']._serialized_start=1332
-  _globals['_RECOMMENDER']._serialized_end=1573
+  _globals['_RECOMMENDEDITEM']._serialized_end=702
+  _globals['_STAGETIMINGS']._serialized_start=704
+  _globals['_STAGETIMINGS']._serialized_end=811
+  _globals['_RECOMMENDRESPONSE']._serialized_start=814
+  _globals['_RECOMMENDRESPONSE']._serialized_end=992
+  _globals['_GETBUNDLEINFOREQUEST']._serialized_start=994
+  _globals['_GETBUNDLEINFOREQUEST']._serialized_end=1016
+  _globals['_BUNDLEINFO']._serialized_start=1019
+  _globals['_BUNDLEINFO']._serialized_end=1150
+  _globals['_RELOADBUNDLEREQUEST']._serialized_start=1152
+  _globals['_RELOADBUNDLEREQUEST']._serialized_end=1190
+  _globals['_RECOMMENDER']._serialized_start=1348
+  _globals['_RECOMMENDER']._serialized_end=1589
 # @@protoc_insertion_point(module_scope)

@@ -82,20 +82,22 @@ class RecommendRequest(_message.Message):
     def __init__(self, user_id: _Optional[int] = ..., n: _Optional[int] = ..., recent_item_ids: _Optional[_Iterable[int]] = ..., exclude_item_ids: _Optional[_Iterable[int]] = ..., side_features: _Optional[_Union[SideFeatures, _Mapping]] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., quotas: _Optional[_Union[Quotas, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("item_id", "title", "score", "slot", "channels", "rank_score")
+    __slots__ = ("item_id", "title", "score", "slot", "channels", "rank_score", "reason")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     RANK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     item_id: int
     title: str
     score: float
     slot: Slot
     channels: _containers.RepeatedScalarFieldContainer[str]
     rank_score: float
-    def __init__(self, item_id: _Optional[int] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., slot: _Optional[_Union[Slot, str]] = ..., channels: _Optional[_Iterable[str]] = ..., rank_score: _Optional[float] = ...) -> None: ...
+    reason: str
+    def __init__(self, item_id: _Optional[int] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., slot: _Optional[_Union[Slot, str]] = ..., channels: _Optional[_Iterable[str]] = ..., rank_score: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("recall_ms", "rank_ms", "blend_ms", "total_ms", "precomputed")

@@ -1,0 +1,49 @@
+"""`recall`: no second model; candidates in the order of one recall channel's own score
+(parameter `channel`, default `sasrec`). Candidates that channel did not propose follow, in
+the merge order. Over the merged candidates this is that channel's own list with every other
+channel's candidates placed where it would score them. The baseline a learned ranker has to
+beat, and the order to serve while none does."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from movierec.options import option
+from movierec.recall.component import BuildInputs, ComponentFiles, parse_params
+from movierec.recall.context import RequestContext
+from movierec.recall.merge import Merged
+
+
+@dataclass
+class RecallParams:
+    channel: str = option("sasrec", "The recall channel whose score orders the candidates.")
+
+
+class RecallRanker:
+    name = "recall"
+
+    def __init__(self, params: RecallParams):
+        self.params = params
+
+    def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None:
+        if self.params.channel not in merged.channels:
+            return None
+        scores = merged.scores[:, merged.channels.index(self.params.channel)]
+        if np.isnan(scores).all():
+            return None
+        return np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
+
+    @classmethod
+    def build(cls, inputs: BuildInputs, params: dict) -> "RecallRanker":
+        settings = parse_params(RecallParams, params, cls.name)
+        inputs.need_channel(settings.channel, "the recall ranker")
+        return cls(settings)
+
+    def export(self, files: ComponentFiles) -> dict:
+        return {"params": asdict(self.params)}
+
+    @classmethod
+    def load(cls, files: ComponentFiles, fragment: dict) -> "RecallRanker":
+        return cls(parse_params(RecallParams, fragment["params"], cls.name))
