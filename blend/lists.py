@@ -8,6 +8,7 @@ import pandas as pd
 from movierec.dataset.sequences import item_counts
 
 SECONDS_PER_DAY = 86_400
+SLOT_POOL = 400  # the popular and new slots draw from this many of the most popular / newest items (README: Served quality)
 
 
 def popular_items(items: np.ndarray, stamps: np.ndarray, num_items: int, half_life_days: float) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SLOTS = ("personalized", "new", "popular")  # fill order, and tie order for remainders
+MAX_N = 200  # the most items one request may ask for
 DEFAULT_SHARES = {"popular": 0.2, "new": 0.3, "personalized": 0.5}
 
 

@@ -31,12 +31,13 @@ from typing import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from movierec.blend.lists import new_items, popular_items
+from movierec.blend.lists import SLOT_POOL, new_items, popular_items
+from movierec.blend.quotas import MAX_N
 from movierec.dataset.sequences import Histories
 from movierec.dataset.store import load_dataset
 from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import ConfigError, echo
-from movierec.files import MANIFEST, save_npy, save_npz, sha256_file, write_json
+from movierec.files import MANIFEST, load_npy, save_npy, save_npz, sha256_file, write_json
 from movierec.options import option
 from movierec.rank.precomputed import precompute_rankings
 from movierec.rank.rankers import RANKERS
@@ -75,6 +76,8 @@ class BuildOptions:
     hold_out_after: str = option("", "Build from the ratings before this date only (YYYY-MM-DD, UTC), to evaluate "
                                  "on what came after; the runs must have been trained with the same cut.")
     popular_half_life_days: float = option(0.0, "Time-decay the popular list with this half-life (0 = plain counts).")
+    slot_pool: int = option(SLOT_POOL, "With the rankings: each user's order of this many of the most popular and "
+                            "the newest items, for the popular and new slots (as `serve --slot-pool`).")
     precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
                                        "context skip recall and rank (about 1 ms per user at build time, "
                                        "~2.4 KB per user on disk).")
@@ -86,8 +89,8 @@ class BuildOptions:
         self.bundles = Path(self.bundles)
         self.channels = tuple(self.channels)
         self.hold_out_last = int(self.hold_out_last)
-        if self.keep < 1:
-            raise ConfigError("--keep must be at least 1")
+        if self.keep < 1 or self.slot_pool < 1:
+            raise ConfigError("--keep and --slot-pool must be at least 1")
         if self.hold_out_last < 0 or (self.hold_out_last and self.hold_out_after):
             raise ConfigError("hold out the last items (--hold-out-last N >= 1) or everything after a time "
                               "(--hold-out-after DATE), not both")
@@ -233,7 +236,9 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
                         for user in range(1, num_users + 1))
             advance = progress(num_users, "ranking every user") if progress else None
             with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
-                precompute_rankings(recaller, ranker, contexts, advance).save(tmp / "rankings.npz")
+                pools = {"popular": load_npy(tmp / "popular.npy")[:options.slot_pool],
+                         "new": load_npy(tmp / "new.npy")[:options.slot_pool]}
+                precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance).save(tmp / "rankings.npz")
             timings["rankings_seconds"] = time.perf_counter() - started
         if fail_after == "rankings":
             raise BundleError("simulated failure after the rankings")

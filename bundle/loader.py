@@ -26,7 +26,7 @@ from movierec.recall.recaller import Recaller
 
 from .layout import CURRENT, BundleError, current_version
 
-BUNDLE_FORMAT = 3
+BUNDLE_FORMAT = 4
 REMEDY = "rebuild it with `movierec build`"
 
 

@@ -31,7 +31,8 @@ from movierec.dataset.store import cut_time, load_dataset
 from movierec.errors import ConfigError
 from movierec.files import write_json
 from movierec.options import option
-from movierec.server.pipeline import SLOT_ORDERS, SLOT_POOL, Pipeline, RecommendInput
+from movierec.blend.lists import SLOT_POOL
+from movierec.server.pipeline import SLOT_ORDERS, Pipeline, RecommendInput
 from movierec.workdir import BUNDLES
 
 SEGMENTS = (("new users", 0, 0), ("history 1-19", 1, 19), ("history 20-49", 20, 49), ("history 50-199", 50, 199),

@@ -10,7 +10,7 @@ through recall and rank online.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -20,18 +20,54 @@ from movierec.files import load_npz, save_npz
 from movierec.recall.context import RequestContext
 from movierec.recall.recaller import Recaller
 
-from .ranker import Ranked, Ranker, rank
+from .ranker import Ranked, Ranker, order_pool, rank
+
+
+@dataclass
+class PoolOrders:
+    """Each user's order of a slot's pool (popular or new) without the user's seen items, as CSR
+    arrays; `ranked[u]` is False where the ranker could not order it (served online then)."""
+
+    indptr: np.ndarray    # (num_users + 2,) int64
+    items: np.ndarray     # int32
+    scores: np.ndarray    # float32
+    ranked: np.ndarray    # (num_users + 1,) bool
+
+    def of(self, user: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.ranked[user]:
+            return None
+        start, end = self.indptr[user], self.indptr[user + 1]
+        return self.items[start:end].astype(np.int64), self.scores[start:end]
+
+    def arrays(self, prefix: str) -> dict:
+        return {f"{prefix}_{name}": getattr(self, name) for name in ("indptr", "items", "scores", "ranked")}
+
+    @classmethod
+    def from_arrays(cls, data: dict, prefix: str) -> "PoolOrders":
+        return cls(*(data[f"{prefix}_{name}"] for name in ("indptr", "items", "scores", "ranked")))
+
+    @classmethod
+    def from_lists(cls, lists: list[tuple[np.ndarray, np.ndarray] | None]) -> "PoolOrders":
+        kept = [entry if entry is not None else (np.zeros(0, np.int64), np.zeros(0, np.float32)) for entry in lists]
+        return cls(np.concatenate([[0], np.cumsum([len(items) for items, _ in kept])]).astype(np.int64),
+                   np.concatenate([items for items, _ in kept]).astype(np.int32),
+                   np.concatenate([scores for _, scores in kept]).astype(np.float32),
+                   np.array([entry is not None for entry in lists], dtype=bool))
 
 
 @dataclass
 class PrecomputedRankings:
-    """`Ranked` lists of users 0..num_users as CSR arrays; row 0 (the unknown user) is empty."""
+    """`Ranked` lists of users 0..num_users as CSR arrays; row 0 (the unknown user) is empty.
+    With them, each user's order of the popular and new slots' pools of `pool_size` items."""
 
     channels: tuple            # recall channel names: bit j of `proposed` is channel j
     indptr: np.ndarray         # (num_users + 2,) int64
     items: np.ndarray          # int32
     scores: np.ndarray         # float32
     proposed: np.ndarray       # (len(items), ceil(C / 8)) uint8, the channel flags packed little-endian
+    pool_size: int = 0
+    pool_keep: int = 0                         # how many of each pool's unseen items are kept
+    pools: dict = field(default_factory=dict)  # slot name -> PoolOrders
 
     def of(self, user: int) -> Ranked:
         start, end = self.indptr[user], self.indptr[user + 1]
@@ -43,39 +79,51 @@ class PrecomputedRankings:
         return len(self.indptr) - 2
 
     def save(self, path: str | Path) -> None:
-        save_npz(path, {"channels": np.array(self.channels, dtype=str), "indptr": self.indptr, "items": self.items,
-                        "scores": self.scores, "proposed": self.proposed})
+        arrays = {"channels": np.array(self.channels, dtype=str), "indptr": self.indptr, "items": self.items,
+                  "scores": self.scores, "proposed": self.proposed, "pool_size": np.array(self.pool_size),
+                  "pool_keep": np.array(self.pool_keep),
+                  "pool_slots": np.array(list(self.pools), dtype=str)}
+        for slot, orders in self.pools.items():
+            arrays.update(orders.arrays(slot))
+        save_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "PrecomputedRankings":
         data = load_npz(path)
         rankings = cls(tuple(data["channels"].tolist()), data["indptr"], data["items"], data["scores"],
-                       data["proposed"])
+                       data["proposed"], int(data["pool_size"]), int(data["pool_keep"]),
+                       {slot: PoolOrders.from_arrays(data, slot) for slot in data["pool_slots"].tolist()})
         if rankings.indptr[-1] != len(rankings.items) or not (
-                len(rankings.items) == len(rankings.scores) == len(rankings.proposed)):
+                len(rankings.items) == len(rankings.scores) == len(rankings.proposed)) or any(
+                orders.indptr[-1] != len(orders.items) for orders in rankings.pools.values()):
             raise ValueError("precomputed rankings: arrays of inconsistent lengths")
         return rankings
 
-    @classmethod
-    def from_lists(cls, channels: tuple, lists: list[Ranked]) -> "PrecomputedRankings":
-        lengths = [len(r.items) for r in lists]
-        flags = np.concatenate([r.proposed for r in lists]) if lists else np.zeros((0, len(channels)), bool)
-        return cls(tuple(channels), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                   np.concatenate([r.items for r in lists]).astype(np.int32),
-                   np.concatenate([r.scores for r in lists]).astype(np.float32),
-                   np.packbits(flags, axis=1, bitorder="little"))
-
 
 def precompute_rankings(recaller: Recaller, ranker: Ranker, contexts: Iterable[RequestContext],
+                        pools: dict[str, np.ndarray], keep: int,
                         advance: Callable[[int], None] | None = None) -> PrecomputedRankings:
     """Recall and rank for each context (users 1..N, in order, without request context)
-    exactly as a request would."""
+    exactly as a request would; and each pool in the ranker's order for the user, without the
+    user's seen items, its first `keep` items (what a request of the most items can take)."""
     names = recaller.names
     empty = np.zeros(0, np.int64)
     lists = [Ranked(names, empty, np.zeros(0, np.float32), np.zeros((0, len(names)), dtype=bool))]
+    orders = {slot: [None] for slot in pools}
     for context in contexts:
         merged, _ = recaller.recall(context)
         lists.append(rank(ranker, context, merged))
+        for slot, pool in pools.items():
+            ordered = order_pool(ranker, context, recaller, pool[context.allowed.array[pool]], keep)
+            orders[slot].append(ordered)
         if advance:
             advance(1)
-    return PrecomputedRankings.from_lists(names, lists)
+    lengths = [len(r.items) for r in lists]
+    flags = np.concatenate([r.proposed for r in lists])
+    return PrecomputedRankings(
+        tuple(names), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        np.concatenate([r.items for r in lists]).astype(np.int32),
+        np.concatenate([r.scores for r in lists]).astype(np.float32),
+        np.packbits(flags, axis=1, bitorder="little"),
+        pool_size=max((len(pool) for pool in pools.values()), default=0), pool_keep=keep,
+        pools={slot: PoolOrders.from_lists(entries) for slot, entries in orders.items()})

@@ -24,6 +24,7 @@ from movierec.recall.recaller import Recaller
 
 class Ranker(Protocol):
     name: str
+    signals: tuple | None   # the channels whose scores it reads (None: all of them)
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None: ...
 
@@ -59,13 +60,23 @@ def rank(ranker: Ranker, context: RequestContext, merged: Merged) -> Ranked:
     return Ranked(merged.channels, merged.items[order], _sigmoid(logits[order]), merged.proposed[order])
 
 
-def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller,
-               items: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """A slot's pool in the ranker's order for this request, with the scores a caller sees;
-    None when the ranker cannot score the request. No channel retrieved the pool's items: the
-    ranker sees each channel's own score of them (`Recaller.score_items`)."""
-    logits = ranker.score(context, recaller.score_items(context, items))
+def best_first(logits: np.ndarray, keep: int) -> np.ndarray:
+    """The positions of the `keep` highest logits, highest first, ties in position order: the
+    head of a stable sort, without sorting the rest."""
+    if keep >= len(logits):
+        return np.argsort(-logits, kind="stable")
+    threshold = np.partition(logits, len(logits) - keep)[len(logits) - keep]
+    head = np.flatnonzero(logits >= threshold)
+    return head[np.argsort(-logits[head], kind="stable")][:keep]
+
+
+def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller, items: np.ndarray,
+               keep: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first `keep` items of a slot's pool in the ranker's order for this request, with the
+    scores a caller sees; None when the ranker cannot score the request. No channel retrieved
+    the pool's items: the ranker sees each channel's own score of them (`Recaller.score_items`)."""
+    logits = ranker.score(context, recaller.score_items(context, items, ranker.signals))
     if logits is None:
         return None
-    order = np.argsort(-logits, kind="stable")
+    order = best_first(logits, keep)
     return items[order], _sigmoid(logits[order])

@@ -9,7 +9,7 @@ masks: `blocked` (what must never come back: the history, recent and excluded it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -64,6 +64,7 @@ class RequestContext:
     user_features: np.ndarray    # (4,) codes of `dataset.features.USER_FEATURES`
     blocked: ItemMask            # never returned: padding, history, recent, excluded
     allowed: ItemMask            # may be returned: not blocked, and passing the filters
+    memo: dict = field(default_factory=dict, repr=False)  # per-request work of the components, made once
 
     @classmethod
     def build(cls, num_items: int, histories: Histories, user: int, user_features: np.ndarray,
@@ -78,6 +79,13 @@ class RequestContext:
         blocked = ItemMask.of(num_items, history, recent, exclude)
         allowed = ~blocked if filters is None else (~blocked) & filters
         return cls(user, history, ratings, recent, user_features, blocked, allowed)
+
+    def once(self, key: str, make):
+        """`make()`, computed once per request: a channel's query serves its retrieval and its
+        scores for a ranker alike."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     @cached_property
     def sequence(self) -> np.ndarray:

@@ -31,11 +31,13 @@ class Recaller:
         return [channel.retrieve(context, OVERFETCH * quotas[channel.name], context.allowed)
                 if quotas.get(channel.name) else None for channel in self.channels]
 
-    def score_items(self, context: RequestContext, items: np.ndarray) -> Merged:
-        """`items` (that no channel retrieved) with each channel's own score of them, as a
-        ranker sees candidates; their ranks are -1 (not proposed)."""
+    def score_items(self, context: RequestContext, items: np.ndarray, only: tuple | None = None) -> Merged:
+        """`items` (that no channel retrieved) with each channel's own score of them (or only of
+        the channels named in `only`), as a ranker sees candidates; their ranks are -1."""
         pool = Merged.unproposed(self.names, items)
         for column, channel in enumerate(self.channels):
+            if only is not None and channel.name not in only:
+                continue
             scores = channel.score(context, items)
             if scores is not None:
                 pool.scores[:, column] = scores

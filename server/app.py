@@ -30,7 +30,8 @@ from movierec.options import option
 from movierec.recall.index import IndexConfig, set_search_threads
 from movierec.server import guard
 from movierec.server.admin import AdminAuth, AdminDenied, is_loopback_host
-from movierec.server.pipeline import MAX_LIST, SLOT_ORDERS, SLOT_POOL, Pipeline, RecommendInput, RequestError
+from movierec.blend.lists import SLOT_POOL
+from movierec.server.pipeline import MAX_LIST, SLOT_ORDERS, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.workdir import BUNDLES
 

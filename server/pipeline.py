@@ -13,16 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from movierec.blend.popularity import DemographicPopularity
-from movierec.blend.quotas import DEFAULT_SHARES, SLOTS, SlotList, blend
+from movierec.blend.lists import SLOT_POOL
+from movierec.blend.quotas import DEFAULT_SHARES, MAX_N, SLOTS, SlotList, blend
 from movierec.bundle.loader import Bundle
 from movierec.dataset.sequences import item_counts
 from movierec.errors import MovieRecError, echo
 from movierec.rank.ranker import order_pool, rank
 from movierec.recall.context import NO_ITEMS, ItemMask
 
-MAX_N = 200
 MAX_LIST = 1000  # recent / exclude ids per request
-SLOT_POOL = 400  # the popular and new slots draw from this many of the most popular / newest items (README: Served quality)
 SLOT_ORDERS = ("personal", "global")
 
 
@@ -166,7 +165,7 @@ class Pipeline:
             rank_done = time.perf_counter()
         else:
             recall_done = rank_done = time.perf_counter()
-        lists, orders = self._slot_lists(context, ranked)
+        lists, orders = self._slot_lists(context, ranked, precomputed, inp.n)
         blended = blend(inp.n, inp.shares or self.shares, lists, context.allowed.array)
         finished = time.perf_counter()
 
@@ -199,9 +198,11 @@ class Pipeline:
 
     # ---------------------------------------------------------------- slots
 
-    def _slot_lists(self, context, ranked) -> tuple[dict[str, SlotList], dict[str, str]]:
+    def _slot_lists(self, context, ranked, precomputed: bool, n: int) -> tuple[dict[str, SlotList], dict[str, str]]:
         """Each slot's list and how it is ordered: "ranker" (for this user by the bundle's
-        ranker), "group" (popularity among users of the same gender and age) or "global"."""
+        ranker), "group" (popularity among users of the same gender and age) or "global".
+        A request answered from the bundle's rankings takes the pools' orders from there too,
+        when they were made for this server's pool size and hold enough for its n."""
         lists, orders = {}, {}
         if ranked is not None and len(ranked.items):
             lists["personalized"], orders["personalized"] = SlotList(ranked.items, ranked.scores), "ranker"
@@ -213,7 +214,14 @@ class Pipeline:
             if self.slot_order == "global":
                 lists[slot], orders[slot] = whole, "global"
                 continue
-            ordered = order_pool(self.bundle.ranker, context, self.bundle.recaller, pool)
+            stored = self.precomputed is not None and self.precomputed.pool_size == len(pool) and \
+                2 * n <= self.precomputed.pool_keep and slot in self.precomputed.pools
+            if precomputed and stored:
+                ordered = self.precomputed.pools[slot].of(context.user)
+            else:  # only what the request allows needs an order, and of it only as much as the
+                # slot can take: the request's n, past at most n items other slots took first
+                ordered = order_pool(self.bundle.ranker, context, self.bundle.recaller,
+                                     pool[context.allowed.array[pool]], 2 * n)
             if ordered is not None:
                 lists[slot], orders[slot] = SlotList(*ordered), "ranker"
             else:

@@ -14,6 +14,7 @@ from movierec.recall.merge import Merged
 
 class NCFRanker:
     name = "ncf"
+    signals = ()  # scores from the side features and embeddings alone
 
     def __init__(self, scorer: NCFScorer, source: dict | None = None):
         self.scorer = scorer

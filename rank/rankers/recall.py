@@ -26,6 +26,7 @@ class RecallRanker:
 
     def __init__(self, params: RecallParams):
         self.params = params
+        self.signals = (params.channel,)
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None:
         if self.params.channel not in merged.channels:

@@ -53,6 +53,9 @@ class Item2ItemChannel:
         self.params = params
 
     def _totals(self, context: RequestContext) -> np.ndarray | None:
+        return context.once("item2item.totals", lambda: self._sum(context))
+
+    def _sum(self, context: RequestContext) -> np.ndarray | None:
         """Every item's summed similarity to the last few items, more recent ones weighing more."""
         seeds = context.sequence[context.sequence > 0][-self.params.seeds:]
         if len(seeds) == 0:
@@ -70,7 +73,7 @@ class Item2ItemChannel:
         totals = self._totals(context)
         if totals is None:
             return Candidates.empty()
-        totals[~allowed.array] = 0.0
+        totals = np.where(allowed.array, totals, 0.0).astype(np.float32)
         candidates = np.flatnonzero(totals > 0)
         top = candidates[np.argsort(-totals[candidates], kind="stable")[:k]]
         return Candidates(top.astype(np.int64), totals[top])

@@ -55,6 +55,9 @@ class PosterChannel:
         self.source = source or {}
 
     def query(self, context: RequestContext) -> np.ndarray | None:
+        return context.once("poster.query", lambda: self._query(context))
+
+    def _query(self, context: RequestContext) -> np.ndarray | None:
         """Mean poster of the most recent well-rated items that have one (recent items count as well rated)."""
         items = context.sequence[context.sequence_ratings >= self.params.well_rated]
         items = items[self.has_poster[items] > 0][-self.params.history:]

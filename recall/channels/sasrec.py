@@ -49,7 +49,7 @@ def open_users(files: ComponentFiles) -> SASRecUsers:
 
 
 def context_query(users: SASRecUsers, context: RequestContext) -> np.ndarray | None:
-    return users.query(context.user, context.sequence, len(context.recent))
+    return context.once("sasrec.query", lambda: users.query(context.user, context.sequence, len(context.recent)))
 
 
 class SASRecChannel:
