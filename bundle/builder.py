@@ -33,7 +33,6 @@ from threadpoolctl import threadpool_limits
 
 from movierec.blend.lists import SLOT_POOL, new_items, popular_items
 from movierec.blend.quotas import MAX_N
-from movierec.dataset.sequences import Histories
 from movierec.dataset.store import load_dataset
 from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import ConfigError, echo
@@ -48,6 +47,7 @@ from movierec.recall.index import IndexConfig, check_index, search_threads
 from movierec.recall.recaller import DEFAULT_QUOTAS, Recaller
 from movierec.workdir import BUNDLES, DEFAULT_DATA, run_dir
 
+from .heldout import bundle_histories
 from .layout import TMP_PREFIX, BundleError, clean_leftovers, new_version, prune, switch_current
 from .loader import BUNDLE_FORMAT
 
@@ -67,6 +67,9 @@ class BuildOptions:
                              "merge order (channels: sasrec, ncf, poster, item2item).", flag="--channel", repeat=True)
     ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
                          "pools), as NAME[,param=value,...]: ncf, or recall,channel=NAME (a channel's own order).")
+    ranker_runs: tuple = option((), "A trained ranker run (`movierec train ranker`), repeatable: the one that beats "
+                                "the recall order by the most on its validation users is served, else --ranker.",
+                                flag="--ranker-run", repeat=True)
     index: str = option("Flat", "FAISS index_factory string of every channel's index: 'Flat' (exact), "
                         "'IVF256,Flat', 'HNSW32', ...")
     index_search: str = option("", "Search parameters of the index: 'nprobe=16' (IVF), 'efSearch=64' (HNSW).")
@@ -88,6 +91,7 @@ class BuildOptions:
         self.ncf_run = Path(self.ncf_run or run_dir("ncf", self.data_dir))
         self.bundles = Path(self.bundles)
         self.channels = tuple(self.channels)
+        self.ranker_runs = tuple(Path(run) for run in self.ranker_runs)
         self.hold_out_last = int(self.hold_out_last)
         if self.keep < 1 or self.slot_pool < 1:
             raise ConfigError("--keep and --slot-pool must be at least 1")
@@ -136,6 +140,38 @@ def _component_specs(options: BuildOptions) -> tuple[list[ComponentSpec], Compon
     if not specs or len(set(names)) != len(names):
         raise ConfigError(f"give each recall channel once, at least one: {', '.join(names) or 'none'}")
     return specs, ComponentSpec.parse(options.ranker, RANKERS, "ranker", quota=False)
+
+
+def _chosen_ranker(options: BuildOptions, spec: ComponentSpec) -> tuple[ComponentSpec, Path | None, dict]:
+    """With --ranker-run: the run that won on validation (its ranker), else `spec`; and what
+    the manifest records of the choice."""
+    if not options.ranker_runs:
+        return spec, None, {}
+    from movierec.rank.learned import choose_ranker, read_ranker_run
+
+    for run in options.ranker_runs:
+        _check_ranker_split(options, run, read_ranker_run(run)[0].get("trained_on", {}).get("split", {}))
+    best, scored = choose_ranker(list(options.ranker_runs))
+    choice = {"runs": scored, "chosen": str(best) if best else f"{options.ranker} (no run beat the recall order)"}
+    if best is None:
+        return spec, None, choice
+    return ComponentSpec(read_ranker_run(best)[0]["ranker"], 0, {}), best, choice
+
+
+def _check_ranker_split(options: BuildOptions, run: Path, split: dict) -> None:
+    """A held-out bundle may not serve a ranker trained on its own targets."""
+    last, after, before = int(split.get("hold_out_last", 0)), split.get("hold_out_after", ""), \
+        split.get("targets_before", "")
+    if not (options.hold_out_last or options.hold_out_after):
+        return
+    if last and not options.hold_out_after and options.hold_out_last < last:
+        return
+    if after and not options.hold_out_last and options.hold_out_after and before and options.hold_out_after >= before:
+        return
+    trained = f"the last {last} item(s) held out" if last else f"targets after {after}" + (
+        f" and before {before}" if before else "")
+    raise ConfigError(f"the ranker run {run} was trained on {trained}, which this bundle's held-out targets may "
+                      "include; train it on an earlier split")
 
 
 def _posters(options: BuildOptions) -> Path | None:
@@ -200,11 +236,10 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         started = time.perf_counter()
         dataset = load_dataset(options.data_dir).before(options.hold_out_after)
         _check_runs_cut(options)
-        histories = Histories.from_ratings(dataset.ratings, dataset.num_users)
-        if options.hold_out_last:
-            histories = histories.without_last(options.hold_out_last)
-        inputs = BuildInputs(dataset, histories, dataset.encoder, index_config,
-                             runs={"sasrec": options.sasrec_run, "ncf": options.ncf_run}, posters=_posters(options),
+        histories = bundle_histories(dataset, options.hold_out_last)
+        ranker_spec, ranker_run, choice = _chosen_ranker(options, ranker_spec)
+        runs = {"sasrec": options.sasrec_run, "ncf": options.ncf_run, **({"ranker": ranker_run} if ranker_run else {})}
+        inputs = BuildInputs(dataset, histories, dataset.encoder, index_config, runs=runs, posters=_posters(options),
                              channels=tuple(spec.name for spec in specs))
         user_features = _write_common(tmp, inputs, options)
         timings["data_seconds"] = time.perf_counter() - started
@@ -223,7 +258,8 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         started = time.perf_counter()
         ranker = RANKERS.get(ranker_spec.name).build(inputs, ranker_spec.params)
         files = ComponentFiles(tmp, f"rank.{ranker_spec.name}")
-        rank_fragment = {"name": ranker_spec.name, **ranker.export(files), "files": files.names}
+        rank_fragment = {"name": ranker_spec.name, **ranker.export(files), "files": files.names,
+                         **({"choice": choice} if choice else {})}
         timings[f"rank.{ranker_spec.name}_seconds"] = time.perf_counter() - started
         if fail_after == "export":
             raise BundleError("simulated failure after export")
@@ -259,7 +295,8 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             "split": {"hold_out_last": options.hold_out_last, "hold_out_after": options.hold_out_after},
             "popular_half_life_days": options.popular_half_life_days,
             "precomputed_rankings": options.precompute_rankings,
-            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+            "options": {k: str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "ranker_runs" else v
+                        for k, v in asdict(options).items()},
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
         manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}

@@ -22,6 +22,7 @@ def command(group: typer.Typer, function, name: str | None = None) -> None:
 command(app, data.data, "data")
 command(train_app, train.train_sasrec, "sasrec")
 command(train_app, train.train_ncf, "ncf")
+command(train_app, train.train_ranker, "ranker")
 command(app, train.eval_run, "eval")
 command(posters_app, posters.embed, "embed")
 command(posters_app, posters.import_vectors, "import")

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from movierec.models.ncf.config import NCFConfig
+from movierec.models.ranker.config import RankerConfig
 from movierec.models.runs import TEST_SEED, evaluate_run, train_run
 from movierec.client.quality import QualityConfig
 from movierec.models.sasrec.config import SASRecConfig
@@ -67,6 +68,16 @@ def train_ncf(
     posters = posters if use_posters else None
     run("ncf", data_dir, run_dir or default_run_dir("ncf", data_dir), replace(config, posters=posters is not None),
         posters=posters, resume=resume)
+
+
+def train_ranker(config: RankerConfig):
+    """Train a ranker on what a held-out bundle's recall hands it (one positive per user, the
+    other candidates as hard negatives), and score it beside the recall order on validation
+    users; `movierec build --ranker-run` serves the winner."""
+    from movierec.models.ranker.train import train_ranker as train
+
+    train(config, say=console.print, progress=progress)
+    console.print(f"ranker run: {config.run_dir}")
 
 
 def parse_range(text: Optional[str]) -> Optional[tuple[int, int]]:

@@ -24,10 +24,11 @@ from typing import Callable
 
 import numpy as np
 
+from movierec.bundle.heldout import held_out
 from movierec.bundle.loader import Bundle, load_bundle
 from movierec.dataset.evaluation import list_metrics, position_in_lists
 from movierec.dataset.sequences import Histories
-from movierec.dataset.store import cut_time, load_dataset
+from movierec.dataset.store import load_dataset
 from movierec.errors import ConfigError
 from movierec.files import write_json
 from movierec.options import option
@@ -67,41 +68,6 @@ class QualityConfig:
         unknown = [p for p in self.peers if p not in PEERS]
         if unknown:
             raise ConfigError(f"unknown peer {unknown[0]!r}; known: {', '.join(PEERS)}")
-
-
-@dataclass
-class HeldOut:
-    users: np.ndarray      # contiguous user ids with a target
-    targets: np.ndarray    # contiguous item id of each
-    history: np.ndarray    # length of each user's history in the bundle
-
-
-def held_out(bundle: Bundle, full: Histories, targets_before: str = "") -> HeldOut:
-    """Each user's target under the split the bundle was built with (under a time cut, only
-    targets before `targets_before`, when given)."""
-    split = bundle.manifest.get("split", {})
-    last, after = int(split.get("hold_out_last", 0) or 0), split.get("hold_out_after", "")
-    lengths = full.sequences.lengths()
-    users, targets = [], []
-    if last:
-        for user in np.flatnonzero(lengths >= last):
-            users.append(user)
-            targets.append(full.of(user)[lengths[user] - last])
-    elif after:
-        cut = cut_time(after)
-        end_of_period = cut_time(targets_before) if targets_before else np.inf
-        for user in np.flatnonzero(lengths > 0):
-            start, end = full.sequences.indptr[user], full.sequences.indptr[user + 1]
-            later = np.flatnonzero(full.stamps[start:end] >= cut)
-            if len(later) and full.stamps[start + later[0]] < end_of_period:
-                users.append(user)
-                targets.append(full.sequences.items[start + later[0]])
-    else:
-        raise ConfigError(f"bundle {bundle.version} holds every rating, so nothing is held out to evaluate on; "
-                          "build one with --hold-out-last 1 or --hold-out-after DATE")
-    users = np.asarray(users, dtype=np.int64)
-    history = bundle.histories.sequences.lengths()[users]
-    return HeldOut(users, np.asarray(targets, dtype=np.int64), history)
 
 
 def genre_diversity(lists: list[np.ndarray], genres: np.ndarray) -> float:

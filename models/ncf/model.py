@@ -112,6 +112,10 @@ class NCF(nn.Layer):
 
     def forward(self, users, user_features, items):
         """Logits for aligned (user, item) pairs; `user_features` (B, 4) allows unknown users (id 0)."""
+        return self.fusion(self.fusion_parts(users, user_features, items)).squeeze(-1)
+
+    def fusion_parts(self, users, user_features, items):
+        """What the fusion MLP reads: [GMF, MLP, user side, item side, poster] for each pair."""
         u_gmf, u_mlp, u_side = self.user_parts(users, user_features)
         parts = [u_gmf * self.item_gmf(items)]
         if u_mlp is not None:
@@ -119,7 +123,7 @@ class NCF(nn.Layer):
         if u_side is not None:
             parts.append(u_side)
         parts += self.item_side(items)
-        return self.fusion(paddle.concat(parts, axis=-1)).squeeze(-1)
+        return paddle.concat(parts, axis=-1)
 
     def export_scorer(self) -> NCFScorer:
         return export_scorer(self)

@@ -56,6 +56,15 @@ class NCFScorer:
 
     def score(self, user: int, user_features: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Logits of `items` (contiguous ids) for one user; user 0 = unknown (side features only)."""
+        return self.output(self.fusion_input(user, user_features, items))
+
+    def output(self, fused: np.ndarray) -> np.ndarray:
+        """The logits from the fusion layer's pre-activations (changed in place)."""
+        np.maximum(fused, 0, out=fused)
+        return fused @ self.fusion_out_w + self.fusion_out_b[0]
+
+    def fusion_input(self, user: int, user_features: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(N, F) pre-activations of the fusion layer for `items`."""
         u_gmf, u_mlp, u_side = self.user_state(user, user_features)
         fused = self.item_fusion[items] + u_side + (self.item_gmf[items] * u_gmf) @ self.gmf_fusion
         if self.has_mlp:
@@ -63,8 +72,7 @@ class NCFScorer:
             for weight, bias in self.tower:
                 hidden = np.maximum(hidden @ weight + bias, 0)
             fused += hidden @ self.mlp_fusion
-        np.maximum(fused, 0, out=fused)
-        return fused @ self.fusion_out_w + self.fusion_out_b[0]
+        return fused
 
     def score_all(self, users: np.ndarray, user_features: np.ndarray) -> np.ndarray:
         """(len(users), num_items + 1) logits over the whole catalogue, for evaluation."""

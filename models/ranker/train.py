@@ -1,0 +1,113 @@
+"""`movierec train ranker`: candidate lists from a held-out bundle (`data`), one model trained
+on 80% of the users' lists, and its order scored beside the bundle's recall order on the other
+20% (`validation.json`, what `movierec build --ranker-run` chooses by)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from movierec.bundle.heldout import split_of
+from movierec.bundle.loader import load_bundle
+from movierec.dataset.posters import catalogue_posters, load_posters
+from movierec.dataset.store import load_dataset
+from movierec.files import save_npz, write_json
+from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
+from movierec.rank.learned import MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, VALIDATION
+
+from .config import RankerConfig
+from .data import bundle_item_histories, candidate_lists, check_no_leakage, list_metrics, validation_users
+
+
+def poster_basis(poster_file: Path | None, item_raw_ids: np.ndarray, dims: int) -> np.ndarray | None:
+    """The top `dims` principal directions of the catalogue's (centred, normalised) posters."""
+    if poster_file is None or not dims:
+        return None
+    vectors, has_poster = catalogue_posters(load_posters(poster_file), item_raw_ids)
+    rows = vectors[has_poster > 0]
+    if len(rows) <= dims:
+        return None
+    _, _, vt = np.linalg.svd(rows - rows.mean(axis=0), full_matrices=False)
+    return vt[:dims].T.astype(np.float32)
+
+
+def _posters_of(manifest: dict) -> Path | None:
+    from movierec.models.ncf.training import POSTERS_FILE
+
+    options = manifest["options"]
+    if options.get("posters"):
+        return Path(options["posters"])
+    trained_with = Path(options["ncf_run"]) / POSTERS_FILE
+    return trained_with if trained_with.is_file() else None
+
+
+def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progress=None) -> dict:
+    started = time.perf_counter()
+    bundle = load_bundle(config.bundles, with_rankings=False)
+    check_no_leakage(bundle)
+    last, after = split_of(bundle.manifest)
+    dataset = load_dataset(Path(bundle.manifest["dataset"]["path"])).before(after)
+    ncf_run = Path(bundle.manifest["options"]["ncf_run"])
+    run_dir = config.run_dir
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+
+    posters = _posters_of(bundle.manifest) if "side" in config.groups else None
+    basis = poster_basis(posters, dataset.item_raw_ids()[1:], config.poster_dims)
+    if basis is not None:
+        save_npz(run_dir / POSTER_BASIS, {"basis": basis})
+    from movierec.rank.learned import project_posters
+
+    projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
+    table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
+    ncf = None
+    if "ncf" in config.groups or config.ranker == "ncf-list":
+        from movierec.models.ncf.training import exported_scorer
+
+        ncf, _ = exported_scorer(dataset, ncf_run)
+    spec = FeatureSpec(bundle.recaller.names, config.groups, len(bundle.encoder.genres),
+                       table.posters.shape[1])
+    features = RankFeatures(spec, table, ncf if "ncf" in config.groups else None)
+    lists = candidate_lists(bundle, features, config.targets_before, config.pool_sample, config.seed, progress)
+    in_validation = validation_users(lists.users, config.seed)
+    with_positive = np.zeros(len(lists), dtype=bool)
+    with_positive[lists.with_positive()] = True
+    train_lists = lists.subset(np.flatnonzero(~in_validation & with_positive))
+    valid_all = lists.subset(np.flatnonzero(in_validation))
+    valid_fit = lists.subset(np.flatnonzero(in_validation & with_positive))
+    say(f"{len(lists):,} lists ({int(with_positive.mean() * 100)}% with the target among the candidates), "
+        f"{len(lists.items):,} candidates, {len(spec.names())} features; training on {len(train_lists):,}, "
+        f"validating on {len(valid_all):,}")
+
+    if config.ranker == "lgbm":
+        from .lgbm import fit_lgbm
+
+        booster = fit_lgbm(train_lists, valid_fit, spec, config, run_dir, say)
+        logits = booster.predict(valid_all.features, num_threads=2)
+    else:
+        from .ncf_list import fit_ncf_list, scorer_logits
+
+        scorer = fit_ncf_list(train_lists, valid_fit, spec, config, ncf_run, dataset, run_dir, say, progress)
+        logits = scorer_logits(scorer, valid_all)
+    validation = {**list_metrics(valid_all, logits), RECALL_ORDER: list_metrics(valid_all, valid_all.baseline),
+                  "bundle ranker": bundle.manifest["rank"]["name"], "users": len(valid_all)}
+    write_json(run_dir / VALIDATION, validation)
+    write_json(run_dir / RUN_CONFIG, {
+        "ranker": config.ranker, "features": spec.to_dict(), "feature_names": spec.names(),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
+        "trained_on": {"bundle": bundle.version, "bundle_path": str(bundle.path),
+                       "split": {"hold_out_last": last, "hold_out_after": after,
+                                 "targets_before": config.targets_before},
+                       "dataset": bundle.manifest["dataset"], "ncf_run": str(ncf_run)},
+        "seconds": round(time.perf_counter() - started, 1),
+    })
+    say(f"validation ({len(valid_all):,} users): {config.ranker} NDCG@10 {validation[MONITOR]:.4f} HR@10 "
+        f"{validation['HR@10']:.4f}; recall order NDCG@10 {validation[RECALL_ORDER][MONITOR]:.4f} HR@10 "
+        f"{validation[RECALL_ORDER]['HR@10']:.4f}")
+    return json.loads((run_dir / VALIDATION).read_text())

@@ -1,0 +1,165 @@
+"""The features a learned ranker sees for each candidate of a request, computed one way for
+training (`models.ranker.data`) and serving (`rank.learned`), in numpy.
+
+Per candidate, by group (a ranker run names the groups it was trained with; leaving one out
+is an ablation):
+
+- `recall`: each channel's score and rank (0 where it did not propose or score the item),
+  whether it proposed it, the candidate's position in the merged list, how many channels
+  proposed it;
+- `popularity`: the item's interaction count, its count in the last 30 days of the bundle,
+  its age (days since its first interaction), all log1p;
+- `side`: the movie's year and genres, its poster vector projected to a few dimensions with a
+  presence flag, and the user's side-feature codes (gender, age, occupation, zip prefix;
+  categorical);
+- `history`: the user's history length, and the overlap of the candidate's genres with the
+  genres of the user's recent items;
+- `ncf`: the NCF model's logit (its GMF/MLP user and item embeddings with the side features),
+  when the ranker run was trained with it.
+
+The item-only columns are an `ItemTable` made when the bundle is built, from the bundle's own
+ratings, so popularity and age are those the server sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from movierec.dataset.features import USER_FEATURES, FeatureEncoder
+from movierec.dataset.sequences import Histories, item_counts
+from movierec.recall.context import RequestContext
+from movierec.recall.merge import Merged
+
+GROUPS = ("recall", "popularity", "side", "history", "ncf")
+RECENT_DAYS = 30
+PROFILE_ITEMS = 20   # the recent items whose genres make the user's genre profile
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass
+class ItemTable:
+    """Item-only columns, row 0 = padding."""
+
+    popularity: np.ndarray   # (I+1,) log1p(interactions)
+    recent: np.ndarray       # (I+1,) log1p(interactions in the bundle's last RECENT_DAYS days)
+    age: np.ndarray          # (I+1,) log1p(days since the item's first interaction; 0 if none)
+    year: np.ndarray         # (I+1,) (release year - 1990) / 10, 0 if unknown
+    genres: np.ndarray       # (I+1, G) 0/1
+    posters: np.ndarray      # (I+1, P) poster vector projected by the run's basis, 0 without one
+    has_poster: np.ndarray   # (I+1,) 0/1
+
+    @classmethod
+    def build(cls, catalogue: pd.DataFrame, histories: Histories, encoder: FeatureEncoder,
+              posters: np.ndarray | None, has_poster: np.ndarray | None) -> "ItemTable":
+        """From a bundle's catalogue and histories (with timestamps); `posters` (I+1, P) already
+        projected, or None."""
+        num_items = len(catalogue)
+        items, stamps = histories.sequences.items, histories.stamps
+        newest = int(stamps.max()) if len(stamps) else 0
+        recent = stamps >= newest - RECENT_DAYS * SECONDS_PER_DAY
+        first_seen = np.full(num_items + 1, newest, dtype=np.int64)
+        np.minimum.at(first_seen, items, stamps)
+        year = np.zeros(num_items + 1, dtype=np.float32)
+        known = catalogue.year.to_numpy() > 0
+        year[catalogue.item.to_numpy()[known]] = (catalogue.year.to_numpy()[known] - 1990) / 10
+        genres = np.zeros((num_items + 1, len(encoder.genres)), dtype=np.float32)
+        genres[catalogue.item.to_numpy()] = encoder.genre_matrix(catalogue.genres)
+        if posters is None:
+            posters, has_poster = np.zeros((num_items + 1, 0), np.float32), np.zeros(num_items + 1, np.float32)
+        return cls(np.log1p(item_counts(items, num_items)).astype(np.float32),
+                   np.log1p(item_counts(items[recent], num_items)).astype(np.float32),
+                   np.log1p((newest - first_seen) / SECONDS_PER_DAY).astype(np.float32), year, genres,
+                   posters.astype(np.float32), has_poster.astype(np.float32))
+
+    def arrays(self) -> dict:
+        return {f"item_{k}": v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "ItemTable":
+        return cls(**{k.removeprefix("item_"): v for k, v in arrays.items() if k.startswith("item_")})
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns a ranker reads: the recall channels (in the bundle's order) and the groups."""
+
+    channels: tuple
+    groups: tuple
+    genres: int
+    poster_dims: int
+
+    def names(self) -> list[str]:
+        names = []
+        if "recall" in self.groups:
+            for channel in self.channels:
+                names += [f"{channel}_score", f"{channel}_inv_rank", f"{channel}_proposed"]
+            names += ["merged_inv_position", "channels_proposing"]
+        if "popularity" in self.groups:
+            names += ["popularity", "recent_popularity", "item_age"]
+        if "side" in self.groups:
+            names += ["year", *(f"genre_{j}" for j in range(self.genres)),
+                      *(f"poster_{j}" for j in range(self.poster_dims)), "has_poster", *USER_FEATURES]
+        if "history" in self.groups:
+            names += ["history_length", "genre_overlap"]
+        if "ncf" in self.groups:
+            names += ["ncf_logit"]
+        return names
+
+    def categorical(self) -> list[int]:
+        """Columns holding codes of unordered values (gender, occupation); age buckets and zip
+        prefixes are ordered, so their codes are kept as numbers."""
+        names = self.names()
+        return [names.index(name) for name in ("gender", "occupation") if name in names]
+
+    def to_dict(self) -> dict:
+        return {"channels": list(self.channels), "groups": list(self.groups), "genres": self.genres,
+                "poster_dims": self.poster_dims}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "FeatureSpec":
+        return cls(tuple(saved["channels"]), tuple(saved["groups"]), int(saved["genres"]), int(saved["poster_dims"]))
+
+
+class RankFeatures:
+    """`matrix(context, merged)`: the (N, F) float32 features of N candidates, in `spec.names()`
+    order. `ncf` is the NCF scorer behind the `ncf` group."""
+
+    def __init__(self, spec: FeatureSpec, table: ItemTable, ncf=None):
+        self.spec, self.table, self.ncf = spec, table, ncf
+        self.width = len(spec.names())
+
+    def channel_columns(self, merged: Merged) -> np.ndarray:
+        """The spec's channels among the merged list's columns (a bundle may order them otherwise)."""
+        return np.array([merged.channels.index(c) if c in merged.channels else -1 for c in self.spec.channels])
+
+    def matrix(self, context: RequestContext, merged: Merged) -> np.ndarray:
+        t, groups, items = self.table, self.spec.groups, merged.items
+        n = len(items)
+        parts = []
+        if "recall" in groups:
+            columns = self.channel_columns(merged)
+            present = columns >= 0
+            scores = np.zeros((n, len(columns)), np.float32)
+            ranks = np.full((n, len(columns)), -1, np.int32)
+            scores[:, present] = np.nan_to_num(merged.scores[:, columns[present]], nan=0.0)
+            ranks[:, present] = merged.ranks[:, columns[present]]
+            proposed = ranks >= 0
+            inv_rank = 1.0 / (1.0 + np.where(proposed, ranks, np.inf))
+            per_channel = np.stack([scores, inv_rank, proposed], axis=2).reshape(n, -1)
+            position = np.where(merged.primary >= 0, 1.0 / (1.0 + np.arange(n)), 0.0)
+            parts += [per_channel, position[:, None], proposed.sum(axis=1, keepdims=True)]
+        if "popularity" in groups:
+            parts += [t.popularity[items, None], t.recent[items, None], t.age[items, None]]
+        if "side" in groups:
+            parts += [t.year[items, None], t.genres[items], t.posters[items], t.has_poster[items, None],
+                      np.broadcast_to(context.user_features.astype(np.float32), (n, len(USER_FEATURES)))]
+        if "history" in groups:
+            sequence = context.sequence
+            profile = t.genres[sequence[-PROFILE_ITEMS:]].mean(axis=0) if len(sequence) else np.zeros(t.genres.shape[1])
+            parts += [np.full((n, 1), np.log1p(len(sequence)), np.float32), (t.genres[items] @ profile)[:, None]]
+        if "ncf" in groups:
+            parts += [self.ncf.score(context.user, context.user_features, items)[:, None]]
+        return np.concatenate(parts, axis=1, dtype=np.float32) if parts else np.zeros((n, 0), np.float32)

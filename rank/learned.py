@@ -1,0 +1,147 @@
+"""What every ranker trained on recall's candidates shares (`movierec train ranker`): its run
+directory, its features (`rank.features`) built into the bundle, and the choice between runs.
+
+A ranker run directory holds:
+
+    config.json        the ranker's name, its feature spec, and the bundle and split it was trained on
+    validation.json    NDCG@10 / HR@10 of its order and of the recall order on validation users
+    poster_basis.npz   the projection of poster vectors to the `side` group's few dimensions
+    <model files>      what the ranker's own module reads (`from_run`)
+
+At build time the ranker's item table is made from the new bundle's own ratings, and, with
+the `ncf` group, the NCF run's scorer is exported beside it. Each model kind is a subclass
+that turns the feature matrix into logits (`logits`) and moves its model between a run, a
+bundle and memory (`model_from_run`, `export_model`, `load_model`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from movierec.dataset.posters import catalogue_posters, load_posters
+from movierec.errors import ConfigError
+from movierec.files import load_npz
+from movierec.models.ncf.scorer import NCFScorer
+from movierec.recall.component import BuildInputs, ComponentError, ComponentFiles
+from movierec.recall.context import RequestContext
+from movierec.recall.merge import Merged
+
+from .features import FeatureSpec, ItemTable, RankFeatures
+
+RUN_CONFIG = "config.json"
+VALIDATION = "validation.json"
+POSTER_BASIS = "poster_basis.npz"
+MONITOR = "NDCG@10"
+RECALL_ORDER = "recall order"
+
+
+def read_ranker_run(run_dir: str | Path) -> tuple[dict, dict]:
+    """(config, validation) of a ranker run; a clear error for a directory that is not one."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / RUN_CONFIG).read_text())
+        validation = json.loads((run_dir / VALIDATION).read_text())
+        config["ranker"], config["features"], validation[MONITOR]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{run_dir} is not a finished ranker run (train one with `movierec train ranker`)") from None
+    return config, validation
+
+
+def project_posters(poster_file: Path | None, item_raw_ids: np.ndarray, basis: np.ndarray | None):
+    """(I+1, P) projected poster vectors and presence flags, or (None, None)."""
+    if poster_file is None or basis is None or not basis.size:
+        return None, None
+    vectors, has_poster = catalogue_posters(load_posters(poster_file), item_raw_ids)
+    if vectors.shape[1] != basis.shape[0]:
+        raise ComponentError(f"poster vectors of {vectors.shape[1]} dimensions; the ranker was trained on "
+                             f"{basis.shape[0]}")
+    return (vectors @ basis) * has_poster[:, None], has_poster
+
+
+def item_table(inputs: BuildInputs, basis: np.ndarray | None) -> ItemTable:
+    posters, has_poster = project_posters(inputs.posters, inputs.dataset.item_raw_ids()[1:], basis)
+    return ItemTable.build(inputs.dataset.items, inputs.histories, inputs.encoder, posters, has_poster)
+
+
+class LearnedRanker:
+    """Base of the trained rankers; a subclass sets `name` and implements the model methods."""
+
+    name: str
+    signals = None  # reads every channel's score
+
+    def __init__(self, features: RankFeatures, model, source: dict):
+        self.features, self.model, self.source = features, model, source
+
+    def score(self, context: RequestContext, merged: Merged) -> np.ndarray:
+        if not len(merged.items):
+            return np.zeros(0, np.float32)
+        return self.logits(self.features.matrix(context, merged), context, merged)
+
+    def logits(self, matrix: np.ndarray, context: RequestContext, merged: Merged) -> np.ndarray:
+        raise NotImplementedError
+
+    @classmethod
+    def model_from_run(cls, run_dir: Path, spec: FeatureSpec):
+        raise NotImplementedError
+
+    def export_model(self, files: ComponentFiles) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load_model(cls, files: ComponentFiles, spec: FeatureSpec):
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, inputs: BuildInputs, params: dict) -> "LearnedRanker":
+        if params:
+            raise ConfigError(f"the {cls.name} ranker takes its settings from its run (--ranker-run), not "
+                              f"parameters: {', '.join(params)}")
+        run_dir = inputs.run("ranker")
+        config, validation = read_ranker_run(run_dir)
+        if config["ranker"] != cls.name:
+            raise ComponentError(f"{run_dir} is a {config['ranker']} ranker run, not {cls.name}")
+        spec = FeatureSpec.from_dict(config["features"])
+        missing = [c for c in spec.channels if c not in inputs.channels]
+        if missing:
+            raise ComponentError(f"the ranker of {run_dir} reads the recall channels {', '.join(missing)}, "
+                                 "which this build does not have")
+        basis_file = Path(run_dir) / POSTER_BASIS
+        basis = load_npz(basis_file)["basis"] if basis_file.is_file() else None
+        ncf = None
+        if "ncf" in spec.groups:
+            from movierec.models.ncf.training import exported_scorer
+
+            ncf, _ = inputs.shared("ncf", lambda: exported_scorer(inputs.dataset, inputs.run("ncf")))
+        features = RankFeatures(spec, item_table(inputs, basis), ncf)
+        source = {"run": str(run_dir), "trained_on": config.get("trained_on", {}), "validation": validation}
+        return cls(features, cls.model_from_run(Path(run_dir), spec), source)
+
+    def export(self, files: ComponentFiles) -> dict:
+        files.save_npz("items.npz", self.features.table.arrays())
+        if self.features.ncf is not None:
+            self.features.ncf.save(files.path("ncf.npz"))
+        self.export_model(files)
+        return {"features": self.features.spec.to_dict(), "source": self.source}
+
+    @classmethod
+    def load(cls, files: ComponentFiles, fragment: dict) -> "LearnedRanker":
+        spec = FeatureSpec.from_dict(fragment["features"])
+        ncf = NCFScorer.load(files.path("ncf.npz")) if "ncf" in spec.groups else None
+        features = RankFeatures(spec, ItemTable.from_arrays(files.load_npz("items.npz")), ncf)
+        return cls(features, cls.load_model(files, spec), fragment.get("source", {}))
+
+
+def choose_ranker(runs: list[Path]) -> tuple[Path | None, dict]:
+    """The run whose order beats the recall order by the most on its validation users (None
+    when none beats it), and what each scored."""
+    scored = {}
+    for run in runs:
+        config, validation = read_ranker_run(run)
+        scored[str(run)] = {"ranker": config["ranker"], MONITOR: validation[MONITOR],
+                            RECALL_ORDER: validation[RECALL_ORDER][MONITOR]}
+    winners = [run for run in runs if scored[str(run)][MONITOR] > scored[str(run)][RECALL_ORDER]]
+    best = max(winners, key=lambda run: scored[str(run)][MONITOR], default=None)
+    return best, scored

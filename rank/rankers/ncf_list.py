@@ -1,0 +1,60 @@
+"""`ncf-list`: the NCF ranker trained on recall's candidates (`movierec train ranker --model
+ncf`): NeuMF late-fused with the side features and posters, as the standalone NCF model, with
+one more input to its fusion layer, the candidate's standardised features (`rank.features`:
+recall signals, popularity, history). Trained listwise in Paddle (`models.ranker.ncf_list`);
+served in numpy, the item-only work precomputed as in `models.ncf.scorer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from movierec.files import load_npz, save_npz
+from movierec.models.ncf.scorer import NCFScorer
+from movierec.rank.learned import LearnedRanker
+from movierec.recall.component import ComponentFiles
+
+SCORER_FILE = "scorer.npz"
+NCF_PREFIX = "ncf_"
+
+
+class CandidateNCFScorer:
+    """score = NCF's fusion MLP over [NeuMF parts, side, poster] plus W (x - mean) * scale."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        self.ncf = NCFScorer({k.removeprefix(NCF_PREFIX): v for k, v in arrays.items() if k.startswith(NCF_PREFIX)})
+        self.columns = arrays["dense_columns"]   # the feature columns it reads
+        self.mean, self.scale = arrays["dense_mean"], arrays["dense_scale"]
+        self.weight = arrays["dense_weight"]      # (len(columns), fusion width)
+
+    def score(self, user: int, user_features: np.ndarray, items: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        fused = self.ncf.fusion_input(user, user_features, items)
+        fused += ((matrix[:, self.columns] - self.mean) * self.scale) @ self.weight
+        return self.ncf.output(fused)
+
+    def save(self, path: str | Path) -> Path:
+        return save_npz(path, self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CandidateNCFScorer":
+        return cls(load_npz(path))
+
+
+class CandidateNCFRanker(LearnedRanker):
+    name = "ncf-list"
+
+    def logits(self, matrix, context, merged) -> np.ndarray:
+        return self.model.score(context.user, context.user_features, merged.items, matrix).astype(np.float32)
+
+    @classmethod
+    def model_from_run(cls, run_dir: Path, spec):
+        return CandidateNCFScorer.load(run_dir / SCORER_FILE)
+
+    def export_model(self, files: ComponentFiles) -> None:
+        self.model.save(files.path(SCORER_FILE))
+
+    @classmethod
+    def load_model(cls, files: ComponentFiles, spec):
+        return CandidateNCFScorer.load(files.path(SCORER_FILE))
