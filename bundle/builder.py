@@ -66,7 +66,8 @@ class BuildOptions:
     channels: tuple = option(DEFAULT_CHANNELS, "A recall channel as NAME:QUOTA[,param=value,...], repeatable, in "
                              "merge order (channels: sasrec, ncf, poster, item2item).", flag="--channel", repeat=True)
     ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
-                         "pools), as NAME[,param=value,...]: ncf, or recall,channel=NAME (a channel's own order).")
+                         "pools), as NAME[,param=value,...]: recall,channel=NAME (a channel's own order), ncf (the "
+                         "NCF run alone), or a trained ranker run, lgbm,run=DIR or ncf-list,run=DIR.")
     ranker_runs: tuple = option((), "A trained ranker run (`movierec train ranker`), repeatable: the one that beats "
                                 "the recall order by the most on its validation users is served, else --ranker.",
                                 flag="--ranker-run", repeat=True)
@@ -145,10 +146,13 @@ def _component_specs(options: BuildOptions) -> tuple[list[ComponentSpec], Compon
 def _chosen_ranker(options: BuildOptions, spec: ComponentSpec) -> tuple[ComponentSpec, Path | None, dict]:
     """With --ranker-run: the run that won on validation (its ranker), else `spec`; and what
     the manifest records of the choice."""
-    if not options.ranker_runs:
-        return spec, None, {}
     from movierec.rank.learned import choose_ranker, read_ranker_run
 
+    if "run" in spec.params:
+        run = Path(spec.params["run"])
+        _check_ranker_split(options, run, read_ranker_run(run)[0].get("trained_on", {}).get("split", {}))
+    if not options.ranker_runs:
+        return spec, None, {}
     for run in options.ranker_runs:
         _check_ranker_split(options, run, read_ranker_run(run)[0].get("trained_on", {}).get("split", {}))
     best, scored = choose_ranker(list(options.ranker_runs))

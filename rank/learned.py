@@ -96,10 +96,11 @@ class LearnedRanker:
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "LearnedRanker":
-        if params:
-            raise ConfigError(f"the {cls.name} ranker takes its settings from its run (--ranker-run), not "
-                              f"parameters: {', '.join(params)}")
-        run_dir = inputs.run("ranker")
+        unknown = sorted(set(params) - {"run"})
+        if unknown:
+            raise ConfigError(f"the {cls.name} ranker takes one parameter, run=DIR (a ranker run), not "
+                              f"{', '.join(unknown)}")
+        run_dir = Path(params["run"]) if "run" in params else inputs.run("ranker")
         config, validation = read_ranker_run(run_dir)
         if config["ranker"] != cls.name:
             raise ComponentError(f"{run_dir} is a {config['ranker']} ranker run, not {cls.name}")

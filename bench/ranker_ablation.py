@@ -1,0 +1,113 @@
+"""The ranker ablation behind the README's table: rankers trained on a validation bundle's
+candidates, each served from a test bundle, scored on the test targets.
+
+    python bench/ranker_ablation.py --data DATA --runs SASREC NCF --out OUT            # last item
+    python bench/ranker_ablation.py --data DATA --runs SASREC NCF --out OUT \\
+        --cut 2000-12-01 --valid-cut 2000-11-01 --valid-runs SASREC NCF                # time cut
+
+Last item: the rankers train on a `--hold-out-last 2` bundle (target: the validation item)
+and serve a `--hold-out-last 1` bundle (target: the test item). Time cut: they train on a
+bundle of the ratings before --valid-cut (runs trained before it), on targets before --cut,
+and serve a bundle of the ratings before --cut. For each ranker, the personalized slot alone
+and the served list (default quotas), HR@10 / NDCG@10 over every user with a target; "chosen"
+is what `build --ranker-run` picks on validation among the full-feature runs. Writes
+OUT/ablation.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from movierec.bundle.builder import BuildOptions, build_bundle
+from movierec.bundle.heldout import held_out
+from movierec.bundle.loader import load_bundle
+from movierec.dataset.evaluation import list_metrics, position_in_lists
+from movierec.dataset.sequences import Histories
+from movierec.dataset.store import load_dataset
+from movierec.models.ranker.config import RankerConfig
+from movierec.models.ranker.train import train_ranker
+from movierec.server.pipeline import Pipeline, RecommendInput
+
+ALL = "recall,popularity,side,history,ncf"
+VARIANTS = {  # name: (model, feature groups)
+    "NCF over candidates (ncf-list)": ("ncf", ALL),
+    "LightGBM (lgbm)": ("lgbm", ALL),
+    "ncf-list without recall signals": ("ncf", "popularity,side,history,ncf"),
+    "lgbm without recall signals": ("lgbm", "popularity,side,history,ncf"),
+    "lgbm without side features and posters": ("lgbm", "recall,popularity,history,ncf"),
+}
+
+
+def score(root: Path, targets_before: str) -> dict:
+    bundle = load_bundle(root)
+    dataset = load_dataset(Path(bundle.manifest["dataset"]["path"]))
+    held = held_out(bundle, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
+    pipeline, raw = Pipeline(bundle), bundle.user_raw_ids()
+    lists = {"personalized slot": [], "served": []}
+    for user in held.users:
+        for name, shares in (("personalized slot", {"personalized": 1.0}), ("served", None)):
+            items = pipeline.recommend(RecommendInput(user_id=int(raw[user]), n=10, shares=shares)).items
+            lists[name].append(bundle.item_ids(items))
+    return {name: list_metrics(position_in_lists(found, held.targets), [10]) for name, found in lists.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--runs", type=Path, nargs=2, required=True, help="SASRec and NCF runs of the test bundle")
+    parser.add_argument("--valid-runs", type=Path, nargs=2, help="time cut: runs trained before --valid-cut")
+    parser.add_argument("--cut", default="")
+    parser.add_argument("--valid-cut", default="")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if args.cut:
+        valid_split, test_split, targets_before = {"hold_out_after": args.valid_cut}, {"hold_out_after": args.cut}, args.cut
+        valid_runs = args.valid_runs
+    else:
+        valid_split, test_split, targets_before, valid_runs = {"hold_out_last": 2}, {"hold_out_last": 1}, "", args.runs
+    valid_root = out / "bundles" / "valid"
+    build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split))
+    runs, results = {}, {}
+    for name, (model, groups) in VARIANTS.items():
+        started = time.perf_counter()
+        run = out / "rankers" / f"{model}-{groups.replace(',', '-')}"
+        validation = train_ranker(RankerConfig(model=model, bundles=valid_root, targets_before=targets_before,
+                                               run_dir=run, features=groups), say=lambda _: None)
+        runs[name] = run
+        print(f"{name}: validation NDCG@10 {validation['NDCG@10']:.4f} (recall order "
+              f"{validation['recall order']['NDCG@10']:.4f}), {time.perf_counter() - started:.0f}s", flush=True)
+        results[name] = {"validation": validation}
+    rankers = {"SASRec alone (recall order)": "recall,channel=sasrec", "today's NCF order (ncf)": "ncf",
+               **{name: f"{'lgbm' if VARIANTS[name][0] == 'lgbm' else 'ncf-list'},run={run}"
+                  for name, run in runs.items()}}
+    full = [runs["NCF over candidates (ncf-list)"], runs["LightGBM (lgbm)"]]
+    for number, (name, ranker) in enumerate(list(rankers.items()) + [("chosen on validation", None)]):
+        root = out / "bundles" / f"test-{number}"
+        options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))
+        report = build_bundle(BuildOptions(args.data, *args.runs, root, keep=1, **test_split, **options))
+        results.setdefault(name, {})["test"] = score(root, "")
+        results[name]["ranker"] = report.manifest["rank"]["name"]
+        if not ranker:
+            results[name]["choice"] = report.manifest["rank"]["choice"]["chosen"]
+        test = results[name]["test"]
+        print(f"{name}: personalized slot NDCG@10 {test['personalized slot']['NDCG@10']:.4f}, served "
+              f"{test['served']['NDCG@10']:.4f}", flush=True)
+    (out / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
+    print("\n| ranker | validation NDCG@10 | personalized slot HR@10 / NDCG@10 | served HR@10 / NDCG@10 |")
+    print("| --- | --- | --- | --- |")
+    for name, result in results.items():
+        if "test" not in result:
+            continue
+        valid = f"{result['validation']['NDCG@10']:.4f}" if "validation" in result else ""
+        p, s = result["test"]["personalized slot"], result["test"]["served"]
+        print(f"| {name} | {valid} | {p['HR@10']:.4f} / {p['NDCG@10']:.4f} | {s['HR@10']:.4f} / {s['NDCG@10']:.4f} |")
+    print("chosen:", results["chosen on validation"].get("choice"))
+
+
+if __name__ == "__main__":
+    main()
