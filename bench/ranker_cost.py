@@ -1,0 +1,43 @@
+"""Request-path cost of a bundle's ranker: `ranker.score` over each user's merged candidates
+(about 300), one thread, as a server worker runs it.
+
+    python bench/ranker_cost.py --bundles BUNDLES [--users 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from movierec.bundle.loader import load_bundle
+from movierec.recall.index import search_threads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundles", required=True)
+    parser.add_argument("--users", type=int, default=500)
+    args = parser.parse_args()
+    bundle = load_bundle(args.bundles, with_rankings=False)
+    users = np.linspace(1, len(bundle.users), args.users).astype(int)
+    seconds, sizes = [], []
+    with threadpool_limits(1), search_threads(1):
+        for user in users:
+            context = bundle.context(int(user))
+            merged, _ = bundle.recaller.recall(context)
+            bundle.ranker.score(context, merged)  # warm
+            started = time.perf_counter()
+            bundle.ranker.score(context, merged)
+            seconds.append(time.perf_counter() - started)
+            sizes.append(len(merged.items))
+    us = np.array(seconds) * 1e6
+    print(f"ranker {bundle.manifest['rank']['name']} on {bundle.version}: {len(users)} users, "
+          f"{np.mean(sizes):.0f} candidates on average; score p50 {np.median(us):.0f} us, "
+          f"p90 {np.percentile(us, 90):.0f} us")
+
+
+if __name__ == "__main__":
+    main()
