@@ -18,7 +18,7 @@ from movierec.dataset.posters import catalogue_posters, load_posters
 from movierec.dataset.store import load_dataset
 from movierec.files import save_npz, write_json
 from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
-from movierec.rank.learned import MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, VALIDATION
+from movierec.rank.learned import MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, VALIDATION, project_posters
 
 from .config import RankerConfig
 from .data import bundle_item_histories, candidate_lists, check_no_leakage, list_metrics, validation_users
@@ -62,8 +62,6 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
     basis = poster_basis(posters, dataset.item_raw_ids()[1:], config.poster_dims)
     if basis is not None:
         save_npz(run_dir / POSTER_BASIS, {"basis": basis})
-    from movierec.rank.learned import project_posters
-
     projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
     table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
     ncf = None
