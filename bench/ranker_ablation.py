@@ -27,17 +27,15 @@ from movierec.bundle.loader import load_bundle
 from movierec.dataset.evaluation import list_metrics, position_in_lists
 from movierec.dataset.sequences import Histories
 from movierec.dataset.store import load_dataset
-from movierec.models.ranker.config import RankerConfig
+from movierec.models.ranker.config import DEFAULT_GROUPS, MODELS as MODEL_NAMES, RankerConfig
 from movierec.models.ranker.train import train_ranker
 from movierec.server.pipeline import Pipeline, RecommendInput
 
-ALL = "recall,popularity,side,history,ncf"
-VARIANTS = {  # name: (model, feature groups)
-    "NCF over candidates (ncf-list)": ("ncf", ALL),
-    "LightGBM (lgbm)": ("lgbm", ALL),
-    "ncf-list without recall signals": ("ncf", "popularity,side,history,ncf"),
-    "lgbm without recall signals": ("lgbm", "popularity,side,history,ncf"),
-    "lgbm without side features and posters": ("lgbm", "recall,popularity,history,ncf"),
+MODELS = {"NCF over candidates (ncf-list)": "ncf", "LightGBM (lgbm)": "lgbm", "DIN (din)": "din"}
+ABLATIONS = {"": None, " without recall signals": "recall", " without side features and posters": "side"}
+VARIANTS = {  # name: (model, feature groups: the model's default, less one group)
+    f"{name}{suffix}": (model, ",".join(g for g in DEFAULT_GROUPS[MODEL_NAMES[model]] if g != dropped))
+    for suffix, dropped in ABLATIONS.items() for name, model in MODELS.items()
 }
 
 
@@ -83,9 +81,8 @@ def main() -> None:
               f"{validation['recall order']['NDCG@10']:.4f}), {time.perf_counter() - started:.0f}s", flush=True)
         results[name] = {"validation": validation}
     rankers = {"SASRec alone (recall order)": "recall,channel=sasrec", "today's NCF order (ncf)": "ncf",
-               **{name: f"{'lgbm' if VARIANTS[name][0] == 'lgbm' else 'ncf-list'},run={run}"
-                  for name, run in runs.items()}}
-    full = [runs["NCF over candidates (ncf-list)"], runs["LightGBM (lgbm)"]]
+               **{name: f"{MODEL_NAMES[VARIANTS[name][0]]},run={run}" for name, run in runs.items()}}
+    full = [runs[name] for name in MODELS]
     for number, (name, ranker) in enumerate(list(rankers.items()) + [("chosen on validation", None)]):
         root = out / "bundles" / f"test-{number}"
         options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))

@@ -67,7 +67,7 @@ class BuildOptions:
                              "merge order (channels: sasrec, ncf, poster, item2item).", flag="--channel", repeat=True)
     ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
                          "pools), as NAME[,param=value,...]: recall,channel=NAME (a channel's own order), ncf (the "
-                         "NCF run alone), or a trained ranker run, lgbm,run=DIR or ncf-list,run=DIR.")
+                         "NCF run alone), or a trained ranker run, lgbm|ncf-list|din,run=DIR.")
     ranker_runs: tuple = option((), "A trained ranker run (`movierec train ranker`), repeatable: the one that beats "
                                 "the recall order by the most on its validation users is served, else --ranker.",
                                 flag="--ranker-run", repeat=True)

@@ -70,41 +70,55 @@ def _planted(data, spec, rng):
     return data
 
 
-@pytest.mark.parametrize("model", ["lgbm", "ncf"])
+@pytest.mark.parametrize("model", ["lgbm", "ncf", "din"])
 def test_a_ranker_learns_a_planted_signal_and_beats_the_recall_order(lists, trained_runs, ml100k_dataset,
                                                                      tmp_path, model):
     bundle, spec, data = lists
     planted = _planted(data, spec, np.random.default_rng(0))
     in_validation = validation_users(planted.users, 0)
     train, valid = planted.subset(np.flatnonzero(~in_validation)), planted.subset(np.flatnonzero(in_validation))
-    config = RankerConfig(model=model, bundles=tmp_path, run_dir=tmp_path, epochs=4, trees=60)
+    # DIN starts from scratch (the NCF ranker from the NCF run): a larger step for the few batches here
+    config = RankerConfig(model=model, bundles=tmp_path, run_dir=tmp_path, epochs=4, trees=60,
+                          lr=3e-3 if model == "din" else 1e-3)
     if model == "lgbm":
         from movierec.models.ranker.lgbm import fit_lgbm
 
         logits = fit_lgbm(train, valid, spec, config, tmp_path, say=lambda _: None).predict(valid.features)
     else:
-        from movierec.models.ranker.ncf_list import fit_ncf_list, scorer_logits
+        from movierec.models.ranker.din import DIN, fit_din, sasrec_item_embeddings
+        from movierec.models.ranker.listwise import lists_logits
+        from movierec.models.ranker.ncf_list import CandidateNCF, fit_ncf_list
 
-        scorer = fit_ncf_list(train, valid, spec, config, trained_runs[1], ml100k_dataset, tmp_path,
-                              say=lambda _: None)
-        logits = scorer_logits(scorer, valid)
+        if model == "din":
+            embeddings = sasrec_item_embeddings(trained_runs[0], ml100k_dataset.num_items)
+            model_type, scorer = DIN, fit_din(train, valid, spec, config, embeddings, tmp_path, say=lambda _: None)
+        else:
+            model_type, scorer = CandidateNCF, fit_ncf_list(train, valid, spec, config, trained_runs[1],
+                                                            ml100k_dataset, tmp_path, say=lambda _: None)
+        logits = lists_logits(model_type, scorer, valid)
     learned = list_metrics(valid, logits, recalled_only=False)["NDCG@10"]
     recall_order = list_metrics(valid, valid.baseline, recalled_only=False)["NDCG@10"]
     assert learned > 0.6 and learned > recall_order + 0.4
 
 
+def _randomise(model, rng):
+    for p in model.parameters():
+        p.set_value(rng.normal(scale=0.3, size=p.shape).astype(np.float32))
+    model.eval()
+
+
 def test_the_numpy_scorer_equals_the_paddle_model(trained_runs, ml100k_dataset):
     from movierec.models.ncf.training import load_ncf, read_ncf_config, run_features
-    from movierec.models.ranker.ncf_list import CandidateNCF, export
+    from movierec.models.ranker.ncf_list import CandidateNCF
 
     features = run_features(ml100k_dataset, trained_runs[1], read_ncf_config(trained_runs[1]))
-    model = CandidateNCF(load_ncf(trained_runs[1], features), 7)
     rng = np.random.default_rng(1)
+    columns, mean, scale = np.array([0, 2, 3, 5, 6, 8, 9]), rng.normal(size=7), rng.random(7) + 0.5
+    model = CandidateNCF(load_ncf(trained_runs[1], features), columns, mean, scale)
     for p in model.dense.parameters():
         p.set_value(rng.normal(size=p.shape).astype(np.float32))
     model.eval()
-    columns, mean, scale = np.array([0, 2, 3, 5, 6, 8, 9]), rng.normal(size=7), rng.random(7) + 0.5
-    scorer = export(model, columns, mean, scale)
+    scorer = model.export()
     items = rng.integers(1, ml100k_dataset.num_items + 1, 300)
     matrix = rng.normal(size=(300, 10)).astype(np.float32)
     dense = ((matrix[:, columns] - mean) * scale).astype(np.float32)
@@ -114,6 +128,33 @@ def test_the_numpy_scorer_equals_the_paddle_model(trained_runs, ml100k_dataset):
             expected = model(paddle.to_tensor(np.full(300, user)), paddle.to_tensor(np.tile(codes, (300, 1))),
                              paddle.to_tensor(items), paddle.to_tensor(dense)).numpy()
         np.testing.assert_allclose(scorer.score(user, codes, items, matrix), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_din_numpy_scorer_equals_the_paddle_model(trained_runs, ml100k_dataset):
+    from movierec.models.ranker.din import DIN, sasrec_item_embeddings
+
+    rng = np.random.default_rng(2)
+    embeddings = sasrec_item_embeddings(trained_runs[0], ml100k_dataset.num_items)
+    columns = np.array([0, 1, 3, 4, 7])
+    mean, scale = rng.normal(size=5).astype(np.float32), (rng.random(5) + 0.5).astype(np.float32)
+    model = DIN(embeddings, 20, columns, mean, scale)
+    _randomise(model, rng)
+    scorer = model.export()
+    items = rng.integers(1, ml100k_dataset.num_items + 1, 300)
+    matrix = rng.normal(size=(300, 9)).astype(np.float32)
+    dense = ((matrix[:, columns] - mean) * scale).astype(np.float32)
+    scores = {}
+    for length in (0, 1, 7, 20, 35):   # no history, short, full, longer than the model reads
+        sequence = rng.integers(1, ml100k_dataset.num_items + 1, length)
+        padded = np.zeros(20, np.int64)
+        kept = sequence[-20:]
+        padded[20 - len(kept):] = kept
+        with paddle.no_grad():
+            expected = model(paddle.to_tensor(items[None]), paddle.to_tensor(padded[None]),
+                             paddle.to_tensor(dense[None])).numpy()[0]
+        scores[length] = scorer.score(sequence, items, matrix)
+        np.testing.assert_allclose(scores[length], expected, atol=1e-5, rtol=1e-5)
+    assert np.abs(scores[0] - scores[20]).max() > 1e-2   # the history moves the scores
 
 
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,

@@ -10,41 +10,47 @@ from movierec.options import option
 from movierec.rank.features import GROUPS
 from movierec.workdir import BUNDLES, WORKDIR
 
-MODELS = {"ncf": "ncf-list", "ncf-list": "ncf-list", "lgbm": "lgbm"}  # --model -> ranker name
+SEQUENCE_ITEMS = 50  # the most recent items of each request kept with its candidate list
+MODELS = {"ncf": "ncf-list", "ncf-list": "ncf-list", "lgbm": "lgbm", "din": "din"}  # --model -> ranker name
+# Feature groups by default: the neural rankers hold NCF's embeddings (ncf-list) or read the
+# history themselves (din), so the NCF logit would only add its cost to every request.
+DEFAULT_GROUPS = {"lgbm": GROUPS, "ncf-list": tuple(g for g in GROUPS if g != "ncf"),
+                  "din": tuple(g for g in GROUPS if g != "ncf")}
 
 
 @dataclass
 class RankerConfig:
-    model: str = option("ncf", "'ncf' (NCF over the candidates, listwise, Paddle) or 'lgbm' (LightGBM "
-                        "LambdaMART).")
+    model: str = option("ncf", "'ncf' (NCF over the candidates, listwise, Paddle), 'lgbm' (LightGBM "
+                        "LambdaMART) or 'din' (Deep Interest Network over the recent items, listwise, Paddle).")
     bundles: Path = option(BUNDLES, "A held-out bundle (built with --hold-out-last 2, or --hold-out-after DATE "
                            "and runs trained before it), or its root: its recall hands the ranker its candidates.")
     targets_before: str = option("", "With a --hold-out-after bundle: train on targets before this date only (the "
                                  "test period's start, so the ranker never sees a test target).")
     run_dir: Path | None = option(None, "Where the ranker run goes (default: movierec-work/runs/ranker-<model>).")
-    features: str = option(",".join(GROUPS), "Feature groups: recall, popularity, side, history, ncf (leave one "
-                           "out for an ablation).")
+    features: str = option("", "Feature groups among recall, popularity, side, history, ncf (leave one out for "
+                           "an ablation); default: all for lgbm, all but ncf for ncf and din.")
     pool_sample: int = option(100, "Items of the popular and new slots' pools added to each list as negatives.")
     poster_dims: int = option(8, "Dimensions the poster vectors are projected to (PCA).")
-    epochs: int = option(15, "ncf: most epochs over the lists (the best on validation is kept).")
-    lr: float = option(1e-3, "ncf: Adam learning rate.")
-    batch_size: int = option(32, "ncf: lists per batch.")
+    epochs: int = option(15, "ncf, din: most epochs over the lists (the best on validation is kept).")
+    lr: float = option(1e-3, "ncf, din: Adam learning rate.")
+    batch_size: int = option(32, "ncf, din: lists per batch.")
+    history: int = option(20, "din: the user's most recent items each candidate attends over.")
     trees: int = option(300, "lgbm: most boosting rounds (early stopping on validation).")
     leaves: int = option(31, "lgbm: leaves per tree.")
     seed: int = option(42, "Seed for the pool sample, the validation users and training.")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise ConfigError(f"--model must be one of ncf, lgbm, not {self.model!r}")
-        groups = tuple(g.strip() for g in str(self.features).split(",") if g.strip())
+            raise ConfigError(f"--model must be one of ncf, lgbm, din, not {self.model!r}")
+        groups = tuple(g.strip() for g in str(self.features).split(",") if g.strip()) or DEFAULT_GROUPS[self.ranker]
         unknown = [g for g in groups if g not in GROUPS]
         if unknown or not groups:
             raise ConfigError(f"--features takes groups among {', '.join(GROUPS)}, not {self.features!r}")
         self.features = ",".join(groups)
-        if min(self.pool_sample, self.poster_dims, self.epochs, self.batch_size, self.trees, self.leaves) < 0 or \
-                min(self.epochs, self.batch_size, self.trees, self.leaves) == 0 or not self.lr > 0:
-            raise ConfigError("--epochs, --batch-size, --trees, --leaves and --lr must be positive, "
-                              "--pool-sample and --poster-dims at least 0")
+        if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or \
+                min(self.epochs, self.batch_size, self.trees, self.leaves) <= 0 or not 0 < self.history <= SEQUENCE_ITEMS:
+            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves and --lr must be positive, --history "
+                              f"between 1 and {SEQUENCE_ITEMS}, --pool-sample and --poster-dims at least 0")
         self.bundles = Path(self.bundles)
         if self.run_dir is None:
             self.run_dir = WORKDIR / "runs" / f"ranker-{MODELS[self.model]}"

@@ -31,6 +31,8 @@ from movierec.errors import ConfigError
 from movierec.models.runs import trained_before
 from movierec.rank.features import RankFeatures
 
+from .config import SEQUENCE_ITEMS
+
 VALIDATION_SHARE = 0.2
 
 
@@ -66,6 +68,7 @@ class RankLists:
     merged: np.ndarray      # (R,) bool: a recalled candidate (False: from a slot's pool)
     baseline: np.ndarray    # (R,) float32: the bundle's own ranker's logit (the recall order)
     user_codes: np.ndarray  # (L, 4) the users' side-feature codes
+    sequences: np.ndarray   # (L, SEQUENCE_ITEMS) each request's most recent items, oldest first, 0-padded on the left
 
     def rows(self, lists: np.ndarray) -> np.ndarray:
         return np.concatenate([np.arange(self.indptr[i], self.indptr[i + 1]) for i in lists]) if len(lists) \
@@ -76,7 +79,7 @@ class RankLists:
         sizes = self.indptr[lists + 1] - self.indptr[lists]
         return RankLists(self.users[lists], self.scored_as[lists], np.concatenate([[0], np.cumsum(sizes)]), self.items[rows],
                          self.features[rows], self.labels[rows], self.merged[rows], self.baseline[rows],
-                         self.user_codes[lists])
+                         self.user_codes[lists], self.sequences[lists])
 
     def with_positive(self) -> np.ndarray:
         """The lists whose target is among their candidates."""
@@ -106,9 +109,12 @@ def candidate_lists(bundle: Bundle, features: RankFeatures, targets_before: str 
     advance = progress(len(held.users), "candidate lists") if progress else None
     parts = {key: [] for key in ("items", "features", "labels", "merged", "baseline")}
     sizes, scored_as = [], []
-    for user, target in zip(held.users, held.targets):
+    sequences = np.zeros((len(held.users), SEQUENCE_ITEMS), dtype=np.int64)
+    for row, (user, target) in enumerate(zip(held.users, held.targets)):
         context = bundle.context(int(user))
         scored_as.append(context.user)
+        recent = context.sequence[-SEQUENCE_ITEMS:]
+        sequences[row, SEQUENCE_ITEMS - len(recent):] = recent
         merged, _ = bundle.recaller.recall(context)
         rest = pool[context.allowed.array[pool]]
         rest = rest[~np.isin(rest, merged.items)]
@@ -132,7 +138,7 @@ def candidate_lists(bundle: Bundle, features: RankFeatures, targets_before: str 
     codes = bundle.user_features[held.users]
     return RankLists(held.users, np.asarray(scored_as, dtype=np.int64), np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                      *(np.concatenate(parts[key]) for key in ("items", "features", "labels", "merged", "baseline")),
-                     user_codes=codes)
+                     user_codes=codes, sequences=sequences)
 
 
 def bundle_item_histories(bundle: Bundle) -> Histories:

@@ -65,13 +65,13 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
     projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
     table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
     ncf = None
-    if "ncf" in config.groups or config.ranker == "ncf-list":
+    if "ncf" in config.groups:
         from movierec.models.ncf.training import exported_scorer
 
         ncf, _ = exported_scorer(dataset, ncf_run)
     spec = FeatureSpec(bundle.recaller.names, config.groups, len(bundle.encoder.genres),
                        table.posters.shape[1])
-    features = RankFeatures(spec, table, ncf if "ncf" in config.groups else None)
+    features = RankFeatures(spec, table, ncf)
     lists = candidate_lists(bundle, features, config.targets_before, config.pool_sample, config.seed, progress)
     in_validation = validation_users(lists.users, config.seed)
     with_positive = np.zeros(len(lists), dtype=bool)
@@ -89,10 +89,18 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
         booster = fit_lgbm(train_lists, valid_fit, spec, config, run_dir, say)
         logits = booster.predict(valid_all.features, num_threads=2)
     else:
-        from .ncf_list import fit_ncf_list, scorer_logits
+        from .listwise import lists_logits
 
-        scorer = fit_ncf_list(train_lists, valid_fit, spec, config, ncf_run, dataset, run_dir, say, progress)
-        logits = scorer_logits(scorer, valid_all)
+        if config.ranker == "din":
+            from .din import DIN as model_type, fit_din, sasrec_item_embeddings
+
+            embeddings = sasrec_item_embeddings(Path(bundle.manifest["options"]["sasrec_run"]), dataset.num_items)
+            scorer = fit_din(train_lists, valid_fit, spec, config, embeddings, run_dir, say)
+        else:
+            from .ncf_list import CandidateNCF as model_type, fit_ncf_list
+
+            scorer = fit_ncf_list(train_lists, valid_fit, spec, config, ncf_run, dataset, run_dir, say)
+        logits = lists_logits(model_type, scorer, valid_all)
     validation = {**list_metrics(valid_all, logits), RECALL_ORDER: list_metrics(valid_all, valid_all.baseline),
                   "bundle ranker": bundle.manifest["rank"]["name"], "users": len(valid_all)}
     write_json(run_dir / VALIDATION, validation)

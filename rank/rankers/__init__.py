@@ -7,4 +7,5 @@ RANKERS = Registry("ranker", {
     "recall": "movierec.rank.rankers.recall:RecallRanker",
     "lgbm": "movierec.rank.rankers.lgbm:LightGBMRanker",
     "ncf-list": "movierec.rank.rankers.ncf_list:CandidateNCFRanker",
+    "din": "movierec.rank.rankers.din:DINRanker",
 })

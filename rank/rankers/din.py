@@ -1,0 +1,83 @@
+"""`din`: Deep Interest Network over recall's candidates (`movierec train ranker --model din`).
+
+Each candidate attends over the user's most recent items (the history plus the request's
+recent items): an activation unit, a small MLP over the candidate's and the item's vectors and
+their product, weighs every item, and the weighted sum of their vectors is the user's interest
+in that candidate (summed, not normalised, so that how much of the history speaks for a
+candidate counts; divided by the number of items the model reads). An MLP over the interest, the candidate, their product and the candidate's
+standardised features (`rank.features`: recall signals, popularity, side features, history)
+gives the logit. Item vectors are SASRec's item embeddings, projected by a learned map.
+
+Trained listwise in Paddle (`models.ranker.din`); served here in numpy with the item-only work
+precomputed: each item's projected vector and its parts of both first layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from movierec.files import load_npz, save_npz
+from movierec.rank.learned import LearnedRanker
+from movierec.recall.component import ComponentFiles
+
+SCORER_FILE = "scorer.npz"
+
+
+class DINScorer:
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = a = arrays
+        self.history = int(a["history"])
+        self.vectors = a["item_vectors"]            # (I+1, D) projected item vectors
+        self.item_attention = a["item_attention"]   # (I+1, A) candidate part of the activation unit, bias in
+        self.item_output = a["item_output"]         # (I+1, H) candidate part of the output layer, bias in
+        self.columns, self.mean, self.scale = a["dense_columns"], a["dense_mean"], a["dense_scale"]
+
+    def score(self, sequence: np.ndarray, items: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """Logits of `items` after `sequence` (oldest first); `matrix` their feature rows."""
+        a = self.arrays
+        candidates = self.vectors[items]
+        hidden = self.item_output[items]
+        hidden += ((matrix[:, self.columns] - self.mean) * self.scale) @ a["output_dense"]
+        recent = sequence[-self.history:]
+        recent = recent[recent > 0]
+        if len(recent):
+            seen = self.vectors[recent]                                             # (L, D)
+            length, dim = seen.shape
+            units = a["attention_cross"].shape[1]
+            # (c ⊙ s) C for every candidate c and item s, as one product: c (s ⊙ C)
+            cross = candidates @ (seen[:, :, None] * a["attention_cross"][None]).transpose(1, 0, 2).reshape(dim, -1)
+            pre = cross.reshape(len(items), length, units)
+            pre += (seen @ a["attention_history"])[None] + self.item_attention[items][:, None]
+            np.maximum(pre, 0, out=pre)
+            weights = pre @ a["attention_out_w"] + a["attention_out_b"]              # (N, L)
+            interest = (weights @ seen) / self.history                              # (N, D)
+            hidden += interest @ a["output_interest"] + (interest * candidates) @ a["output_cross"]
+        np.maximum(hidden, 0, out=hidden)
+        return hidden @ a["out_w"] + a["out_b"]
+
+    def save(self, path: str | Path) -> Path:
+        return save_npz(path, self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DINScorer":
+        return cls(load_npz(path))
+
+
+class DINRanker(LearnedRanker):
+    name = "din"
+
+    def logits(self, matrix, context, merged) -> np.ndarray:
+        return self.model.score(context.sequence, merged.items, matrix).astype(np.float32)
+
+    @classmethod
+    def model_from_run(cls, run_dir: Path, spec):
+        return DINScorer.load(run_dir / SCORER_FILE)
+
+    def export_model(self, files: ComponentFiles) -> None:
+        self.model.save(files.path(SCORER_FILE))
+
+    @classmethod
+    def load_model(cls, files: ComponentFiles, spec):
+        return DINScorer.load(files.path(SCORER_FILE))
