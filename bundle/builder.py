@@ -297,6 +297,10 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             "recall": {"channels": fragments, "left_out": left_out},
             "rank": rank_fragment,
             "split": {"hold_out_last": options.hold_out_last, "hold_out_after": options.hold_out_after},
+            # the event-store position the dataset holds, so that a server following the store
+            # knows which events are newer; a held-out bundle leaves some out and records none
+            **({"snapshot": dataset.manifest["store"]} if "store" in dataset.manifest and not
+               (options.hold_out_last or options.hold_out_after) else {}),
             "popular_half_life_days": options.popular_half_life_days,
             "precomputed_rankings": options.precompute_rankings,
             "options": {k: str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "ranker_runs" else v

@@ -16,7 +16,8 @@ from movierec.models.sasrec.config import SASRecConfig
 from movierec.workdir import BUNDLES
 
 from . import train
-from .common import console, err_console, parse_ids, progress
+from .common import CLIError, console, err_console, parse_ids, progress
+from .data import AS_OF_OPTION, STORE_OPTION, dataset_from_store
 
 TRAIN_SASREC_EPOCHS = 40
 TRAIN_NCF_EPOCHS = 10
@@ -55,9 +56,20 @@ def build(
     train_first: bool = typer.Option(False, "--train", help="Train (or resume) SASRec and NCF first."),
     sasrec_epochs: int = typer.Option(TRAIN_SASREC_EPOCHS, help="With --train: SASRec epochs (full-softmax loss)."),
     ncf_epochs: int = typer.Option(TRAIN_NCF_EPOCHS, help="With --train: NCF epochs (with --posters, if given)."),
+    from_store: bool = typer.Option(False, "--from-store", help="First write --data from a snapshot of the event "
+                                    "store (what was recorded since the release was imported); with --train the "
+                                    "models are trained on it, and the bundle records the snapshot."),
+    store: str = STORE_OPTION,
+    as_of: Optional[str] = AS_OF_OPTION,
 ):
     """Rebuild the serving bundle: export models, build indexes, switch `current` atomically."""
     timings = {}
+    if from_store:
+        started = time.perf_counter()
+        dataset_from_store(store, options.data_dir, as_of)
+        timings["snapshot_seconds"] = time.perf_counter() - started
+    elif as_of:
+        raise CLIError("--as-of goes with --from-store")
     if train_first:
         started = time.perf_counter()
         train_and_build(options, sasrec_epochs, ncf_epochs)

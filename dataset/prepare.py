@@ -26,9 +26,11 @@ def read_source(source: str, progress=None) -> tuple[Path, RawRelease]:
     return path, read_release(path)
 
 
-def prepare_dataset(path: Path, release: RawRelease, source: str, out: Path | None, strict: bool) -> Prepared:
-    """Write `release` (read from `path`) as a normalised dataset; with `strict`, a release with
-    malformed lines is refused and nothing is written."""
+def prepare_dataset(path: Path, release: RawRelease, source: str, out: Path | None, strict: bool,
+                    write=write_dataset) -> Prepared:
+    """Write `release` (read from `path`) as a normalised dataset with `write(release, out,
+    source, source_files)`; with `strict`, a release with malformed lines is refused and
+    nothing is written."""
     malformed = sum(r.malformed for r in release.reports)
     if strict and malformed:
         raise DataError(f"{malformed} malformed line(s) and --strict was given; nothing written")
@@ -36,5 +38,5 @@ def prepare_dataset(path: Path, release: RawRelease, source: str, out: Path | No
     files = {role: str(path / name) if path.is_dir() else f"{path}!{name}" for role, name in release.files.items()}
     source_files = {role: {"path": where, "sha256": sha256_file(path / release.files[role])}
                     if path.is_dir() else {"path": where} for role, where in files.items()}
-    write_dataset(release, out, source=str(source), source_files=source_files)
+    write(release, out, str(source), source_files)
     return Prepared(out, release, files, malformed)

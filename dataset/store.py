@@ -90,8 +90,10 @@ def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
 
 
 def write_dataset(release: RawRelease, out_dir: str | Path, source: str,
-                  source_files: dict[str, str]) -> Path:
-    """Normalise `release` into `out_dir`, atomically: a temp dir renamed into place."""
+                  source_files: dict[str, str], store: dict | None = None) -> Path:
+    """Normalise `release` into `out_dir`, atomically: a temp dir renamed into place. `store`:
+    the event-store snapshot the release was read from (its log position, recorded so that a
+    server knows which events a bundle of this dataset holds)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ratings, users, items, vocabularies = normalise(release)
@@ -114,6 +116,7 @@ def write_dataset(release: RawRelease, out_dir: str | Path, source: str,
             "has_timestamps": bool((ratings.timestamp > 0).any()),
             "parse_reports": [r.to_dict() for r in release.reports],
             "vocabularies": vocabularies,
+            **({"store": store} if store else {}),
             "checksums": {name: sha256_file(tmp / name) for name in TABLES},
         }
         write_json(tmp / MANIFEST, manifest)

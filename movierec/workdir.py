@@ -8,6 +8,7 @@ from pathlib import Path
 WORKDIR = Path("movierec-work")
 DEFAULT_DATA = WORKDIR / "data" / "ml-100k"
 BUNDLES = WORKDIR / "bundles"
+STORE = WORKDIR / "store.db"  # the embedded event store (SQLite)
 
 
 def run_dir(model: str, data_dir: Path, variant: str = "") -> Path:

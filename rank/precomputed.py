@@ -10,6 +10,7 @@ through recall and rank online.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -21,6 +22,53 @@ from movierec.recall.context import RequestContext
 from movierec.recall.recaller import Recaller
 
 from .ranker import Ranked, Ranker, order_pool, rank
+
+
+@dataclass
+class UserRanking:
+    """One user's ranked candidates and order of each slot's pool (None where the ranker could
+    not order it), as computed for a request without context: by the builder for every known
+    user (`PrecomputedRankings.user`), or when a user's feedback arrives (`server.fresh`)."""
+
+    ranked: Ranked
+    pools: dict               # slot name -> (items, scores) | None
+    pool_size: int            # the pools' length when ordered
+    pool_keep: int            # how many of each pool's unseen items are kept
+
+    def to_bytes(self) -> bytes:
+        arrays = {"channels": np.array(self.ranked.channels, dtype=str), "items": self.ranked.items,
+                  "scores": self.ranked.scores, "proposed": self.ranked.proposed,
+                  "pool_size": np.array(self.pool_size), "pool_keep": np.array(self.pool_keep),
+                  "slots": np.array([slot for slot, order in self.pools.items() if order is not None], dtype=str)}
+        for slot, order in self.pools.items():
+            if order is not None:
+                arrays[f"{slot}_items"], arrays[f"{slot}_scores"] = order
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, slots: tuple) -> "UserRanking":
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        ordered = set(arrays["slots"].tolist())
+        ranked = Ranked(tuple(arrays["channels"].tolist()), arrays["items"].astype(np.int64), arrays["scores"],
+                        arrays["proposed"].astype(bool))
+        pools = {slot: (arrays[f"{slot}_items"].astype(np.int64), arrays[f"{slot}_scores"]) if slot in ordered else None
+                 for slot in slots}
+        return cls(ranked, pools, int(arrays["pool_size"]), int(arrays["pool_keep"]))
+
+
+def rank_user(recaller: Recaller, ranker: Ranker, context: RequestContext, pools: dict[str, np.ndarray],
+              keep: int) -> UserRanking:
+    """Recall and rank for one context exactly as a request would; and each pool in the
+    ranker's order for the user, without the user's seen items, its first `keep` items (what a
+    request of the most items can take)."""
+    merged, _ = recaller.recall(context)
+    return UserRanking(rank(ranker, context, merged),
+                       {slot: order_pool(ranker, context, recaller, pool[context.allowed.array[pool]], keep)
+                        for slot, pool in pools.items()},
+                       max((len(pool) for pool in pools.values()), default=0), keep)
 
 
 @dataclass
@@ -74,6 +122,10 @@ class PrecomputedRankings:
         flags = np.unpackbits(self.proposed[start:end], axis=1, count=len(self.channels), bitorder="little")
         return Ranked(self.channels, self.items[start:end].astype(np.int64), self.scores[start:end], flags.astype(bool))
 
+    def user(self, user: int) -> UserRanking:
+        return UserRanking(self.of(user), {slot: orders.of(user) for slot, orders in self.pools.items()},
+                           self.pool_size, self.pool_keep)
+
     @property
     def num_users(self) -> int:
         return len(self.indptr) - 2
@@ -103,19 +155,16 @@ class PrecomputedRankings:
 def precompute_rankings(recaller: Recaller, ranker: Ranker, contexts: Iterable[RequestContext],
                         pools: dict[str, np.ndarray], keep: int,
                         advance: Callable[[int], None] | None = None) -> PrecomputedRankings:
-    """Recall and rank for each context (users 1..N, in order, without request context)
-    exactly as a request would; and each pool in the ranker's order for the user, without the
-    user's seen items, its first `keep` items (what a request of the most items can take)."""
+    """`rank_user` for each context (users 1..N, in order, without request context)."""
     names = recaller.names
     empty = np.zeros(0, np.int64)
     lists = [Ranked(names, empty, np.zeros(0, np.float32), np.zeros((0, len(names)), dtype=bool))]
     orders = {slot: [None] for slot in pools}
     for context in contexts:
-        merged, _ = recaller.recall(context)
-        lists.append(rank(ranker, context, merged))
-        for slot, pool in pools.items():
-            ordered = order_pool(ranker, context, recaller, pool[context.allowed.array[pool]], keep)
-            orders[slot].append(ordered)
+        ranking = rank_user(recaller, ranker, context, pools, keep)
+        lists.append(ranking.ranked)
+        for slot in pools:
+            orders[slot].append(ranking.pools[slot])
         if advance:
             advance(1)
     lengths = [len(r.items) for r in lists]

@@ -30,6 +30,9 @@ from movierec.options import option
 from movierec.recall.index import IndexConfig, set_search_threads
 from movierec.server import guard
 from movierec.server.admin import AdminAuth, AdminDenied, is_loopback_host
+from movierec.server.fresh import Follower, catch_up
+from movierec.server.ingest import SERVICE_NAME as INGEST_NAME, IngestService
+from movierec.store.events import EventStore
 from movierec.blend.lists import SLOT_POOL
 from movierec.server.pipeline import MAX_LIST, SLOT_ORDERS, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
@@ -59,6 +62,8 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.reloads = Counter("movierec_bundle_reloads", "Bundle loads", ["result"], registry=self.registry)
         self.bundle = Gauge("movierec_bundle_info", "The bundle being served", ["version"], registry=self.registry)
+        self.events = Counter("movierec_feedback_events", "Feedback events by outcome (accepted, duplicate, "
+                              "rejected)", ["outcome"], registry=self.registry)
 
 
 @dataclass
@@ -72,10 +77,12 @@ class Served:
 class BundleHolder:
     """The bundle being served, loaded from the configured root only."""
 
-    def __init__(self, root: Path, metrics: Metrics, pipeline_options: dict | None = None):
+    def __init__(self, root: Path, metrics: Metrics, pipeline_options: dict | None = None,
+                 store: EventStore | None = None):
         self.root = Path(root).resolve()
         self.metrics = metrics
         self.pipeline_options = pipeline_options or {}
+        self.store = store  # followed for what it adds to each bundle (server.fresh)
         self.served: Served | None = None
         self.loaded_from: Path | None = None
         self._lock = asyncio.Lock()
@@ -100,6 +107,8 @@ class BundleHolder:
             try:
                 bundle = await asyncio.to_thread(load_bundle, path)
                 pipeline = await asyncio.to_thread(Pipeline, bundle, **self.pipeline_options)
+                if self.store is not None:
+                    pipeline.fresh = await asyncio.to_thread(catch_up, pipeline, self.store)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
                 log.error("bundle %s refused (%s); still serving %s", path.name, exc,
@@ -191,7 +200,8 @@ class RecommenderService:
         """The generic handlers of this service and of the health and reflection services, all
         parsing their requests themselves."""
         health = health_async.HealthServicer()
-        reflector = reflection_async.ReflectionServicer((SERVICE_NAME, reflection.SERVICE_NAME, HEALTH_NAME))
+        reflector = reflection_async.ReflectionServicer((SERVICE_NAME, INGEST_NAME, reflection.SERVICE_NAME,
+                                                         HEALTH_NAME))
         self.health = health
         return [
             guard.service(SERVICE_NAME, {
@@ -301,6 +311,10 @@ class ServerConfig:
     workers: int = option(1, "Server processes sharing the port (SO_REUSEPORT); each follows `current` on its "
                           "own, metrics on consecutive ports.")
     log_format: str = option("text", "'text' or 'json' (one JSON object per line).")
+    store: str = option("", "The event store to follow and write feedback to: a SQLite file (created if missing) or "
+                        "postgresql://...; default: the one the bundle's dataset was written from, if any; 'none': "
+                        "none (the Ingest calls are then refused).")
+    feed_interval: float = option(0.1, "Seconds between reads of the event store for what other workers wrote.")
     use_precomputed: bool = option(True, "Answer known users' requests without context from the bundle's offline "
                                    "rankings (--no-precomputed: recall and rank every request).",
                                    flag="--precomputed/--no-precomputed")
@@ -315,6 +329,8 @@ class ServerConfig:
             raise ConfigError("slot shares must be finite, non-negative and not all zero")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        if not 0 < self.feed_interval <= 60:
+            raise ConfigError("--feed-interval must be between 0 and 60 seconds")
         if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS:
             raise ConfigError(f"--slot-pool must be at least 1 and --slot-order one of {', '.join(SLOT_ORDERS)}")
 
@@ -357,18 +373,36 @@ def insecure_warning(config: ServerConfig) -> str | None:
             "give --tls-cert/--tls-key, or --allow-insecure to silence this warning")
 
 
+def store_url(config: ServerConfig) -> str | None:
+    """The event store to follow: --store, else the one the current bundle was built from."""
+    if config.store == "none":
+        return None
+    if config.store:
+        return config.store
+    path = current_version(config.bundles)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return None  # the bundle is refused with its reason when it is loaded
+    return (manifest.get("snapshot") or {}).get("store")
+
+
 class RunningServer:
     """A started server; `stop()` drains in-flight calls."""
 
-    def __init__(self, server, holder: BundleHolder, health, port: int, metrics: Metrics, tasks: list):
+    def __init__(self, server, holder: BundleHolder, health, port: int, metrics: Metrics, tasks: list,
+                 ingest: IngestService, stores: list):
         self.server, self.holder, self.health, self.port, self.metrics = server, holder, health, port, metrics
-        self.tasks = tasks
+        self.tasks, self.ingest, self.stores = tasks, ingest, stores
 
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         for task in self.tasks:
             task.cancel()
+        self.ingest.close()
         await self.server.stop(grace)
+        for store in self.stores:
+            store.close()
 
 
 async def start(config: ServerConfig) -> RunningServer:
@@ -377,12 +411,19 @@ async def start(config: ServerConfig) -> RunningServer:
     threadpool_limits(1)
     set_search_threads(1)
     metrics = Metrics()
-    holder = BundleHolder(config.bundles, metrics, config.pipeline_options)
+    # two connections to the event store: one follows it, one writes what the Ingest calls bring
+    url = store_url(config)
+    stores = [await asyncio.to_thread(EventStore, url) for _ in range(2)] if url else []
+    reader, writer = stores or (None, None)
+    holder = BundleHolder(config.bundles, metrics, config.pipeline_options, reader)
+    follower = Follower(reader, holder, config.feed_interval) if reader is not None else None
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", int(config.reuse_port))])
-    service = RecommenderService(holder, metrics, AdminAuth.from_files(config.admin_token_file, config.admin_client_ca))
-    server.add_generic_rpc_handlers(service.handlers())
+    admin = AdminAuth.from_files(config.admin_token_file, config.admin_client_ca)
+    service = RecommenderService(holder, metrics, admin)
+    ingest = IngestService(writer, holder, follower, admin, metrics, service._abort, service.malformed)
+    server.add_generic_rpc_handlers([*service.handlers(), ingest.handlers()])
     health = service.health
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -413,7 +454,9 @@ async def start(config: ServerConfig) -> RunningServer:
     tasks = []
     if config.watch_interval > 0:
         tasks.append(asyncio.create_task(holder.watch(config.watch_interval)))
-    return RunningServer(server, holder, health, port, metrics, tasks)
+    if follower is not None:
+        tasks.append(asyncio.create_task(follower.run()))
+    return RunningServer(server, holder, health, port, metrics, tasks, ingest, stores)
 
 
 async def serve_forever(config: ServerConfig, on_ready=None) -> None:

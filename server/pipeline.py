@@ -18,8 +18,11 @@ from movierec.blend.quotas import DEFAULT_SHARES, MAX_N, SLOTS, SlotList, blend
 from movierec.bundle.loader import Bundle
 from movierec.dataset.sequences import item_counts
 from movierec.errors import MovieRecError, echo
+from movierec.rank.precomputed import UserRanking
 from movierec.rank.ranker import order_pool, rank
-from movierec.recall.context import NO_ITEMS, ItemMask
+from movierec.recall.context import NO_ITEMS, ItemMask, RequestContext
+
+from .catalogue import ServedCatalogue
 
 MAX_LIST = 1000  # recent / exclude ids per request
 SLOT_ORDERS = ("personal", "global")
@@ -70,16 +73,11 @@ class Pipeline:
         self.precomputed = bundle.precomputed if use_precomputed else None
         self.shares = dict(shares or DEFAULT_SHARES)
         self.max_n = max_n
-        items = bundle.items.sort_values("item")
         num = bundle.num_items
-        self.raw_ids = bundle.item_raw_ids()
-        self.item_of_raw = dict(zip(items.raw_id.to_numpy().tolist(), items.item.to_numpy().tolist()))
+        self.catalogue = ServedCatalogue.of_bundle(bundle.items, bundle.encoder)
+        self.fresh = None  # what the event store adds to the bundle (server.fresh.FreshState), when followed
         self.user_of_raw = dict(zip(bundle.users.raw_id.to_numpy().tolist(), bundle.users.user.to_numpy().tolist()))
-        self.titles = np.concatenate([[""], items.title.to_numpy()]).astype(object)
-        self.years = np.concatenate([[0], items.year.to_numpy()])
         self.genre_index = {g.lower(): j for j, g in enumerate(bundle.encoder.genres)}
-        self.genres = np.zeros((num + 1, len(bundle.encoder.genres)), dtype=bool)
-        self.genres[items.item.to_numpy()] = bundle.encoder.genre_matrix(items.genres)
         seen = bundle.histories.sequences
         counts = item_counts(seen.items, num)
         self.popular = SlotList(bundle.popular, (counts[bundle.popular] / max(counts.max(), 1)).astype(np.float32))
@@ -101,28 +99,31 @@ class Pipeline:
             return NO_ITEMS, []
         if len(raw_ids) > MAX_LIST:
             raise RequestError(f"{name} holds {len(raw_ids)} ids; at most {MAX_LIST}")
-        ids = np.array([self.item_of_raw.get(int(r), 0) for r in raw_ids], dtype=np.int64)
+        item_of_raw = self.catalogue.item_of_raw
+        ids = np.array([item_of_raw.get(int(r), 0) for r in raw_ids], dtype=np.int64)
         ignored = [int(r) for r, i in zip(raw_ids, ids) if i == 0]
         return ids[ids > 0], ignored
 
-    def _filters(self, inp: RecommendInput) -> ItemMask | None:
-        """The request's genre and year filters as a mask, or None when it has none."""
+    def _filters(self, inp: RecommendInput) -> np.ndarray | None:
+        """The request's genre and year filters as a mask over the served catalogue, or None
+        when it has none."""
         if not (inp.include_genres or inp.exclude_genres or inp.min_year or inp.max_year):
             return None
-        allowed = np.ones(self.bundle.num_items + 1, dtype=bool)
+        catalogue = self.catalogue
+        allowed = np.ones(catalogue.size + 1, dtype=bool)
         for names, keep in ((inp.include_genres, True), (inp.exclude_genres, False)):
             if not names:
                 continue
             unknown = [g for g in names if g.lower() not in self.genre_index]
             if unknown:
                 raise RequestError(f"unknown genre(s) {echo(unknown)}; known: {', '.join(self.bundle.encoder.genres)}")
-            hit = self.genres[:, [self.genre_index[g.lower()] for g in names]].any(axis=1)
+            hit = catalogue.genres[:, [self.genre_index[g.lower()] for g in names]].any(axis=1)
             allowed &= hit if keep else ~hit
         if inp.min_year:
-            allowed &= self.years >= inp.min_year
+            allowed &= catalogue.years >= inp.min_year
         if inp.max_year:
-            allowed &= self.years <= inp.max_year
-        return ItemMask(allowed)
+            allowed &= catalogue.years <= inp.max_year
+        return allowed
 
     def validate(self, inp: RecommendInput) -> None:
         if not 1 <= inp.n <= self.max_n:
@@ -143,21 +144,25 @@ class Pipeline:
     def recommend(self, inp: RecommendInput) -> RecommendOutput:
         started = time.perf_counter()
         self.validate(inp)
-        bundle = self.bundle
-        user = self.user_of_raw.get(int(inp.user_id), 0)
+        bundle, catalogue, fresh = self.bundle, self.catalogue, self.fresh
+        raw_user = int(inp.user_id)
         recent, ignored_recent = self._items(inp.recent, "recent_item_ids")
         exclude, ignored_exclude = self._items(inp.exclude, "exclude_item_ids")
-        features = None if user else bundle.encoder.encode_request(inp.gender, inp.age, inp.occupation, inp.zip_code)
         filters = self._filters(inp)
-        context = bundle.context(user, features, recent, exclude, filters)
+        context, events, seen = self._context(raw_user, inp, recent, exclude, filters)
         user = context.user
+        limit = catalogue.bundle_items + 1
 
-        ranked = None
-        precomputed = False
-        if user and not len(recent) and not len(exclude) and filters is None and self.precomputed is not None:
-            ranked, precomputed = self.precomputed.of(user), True
+        ranked, stored = None, None
+        if not len(recent) and not len(exclude) and filters is None:
+            if len(events):
+                stored = fresh.ranking(raw_user)
+            elif user and self.precomputed is not None:
+                stored = self.precomputed.user(user)
+        if stored is not None:
+            ranked = stored.ranked
             recall_done = rank_done = time.perf_counter()
-        elif user or len(recent):
+        elif user or len(context.recent):
             merged, _ = bundle.recaller.recall(context)
             recall_done = time.perf_counter()
             if len(merged.items):
@@ -165,8 +170,14 @@ class Pipeline:
             rank_done = time.perf_counter()
         else:
             recall_done = rank_done = time.perf_counter()
-        lists, orders = self._slot_lists(context, ranked, precomputed, inp.n)
-        blended = blend(inp.n, inp.shares or self.shares, lists, context.allowed.array)
+        lists, orders = self._slot_lists(context, ranked, stored, inp.n)
+        allowed = context.allowed.array
+        if catalogue.size >= limit:
+            added = np.ones(catalogue.size + 1 - limit, dtype=bool) if filters is None else filters[limit:].copy()
+            added[seen[seen >= limit] - limit] = False
+            added[exclude[exclude >= limit] - limit] = False
+            allowed = np.concatenate([allowed, added])
+        blended = blend(inp.n, inp.shares or self.shares, lists, allowed)
         finished = time.perf_counter()
 
         reasons = [""] * len(blended.items)
@@ -181,8 +192,8 @@ class Pipeline:
         # the score of an item in a slot the ranker ordered is the ranker's probability
         by_ranker = np.array([orders[SLOTS[s]] == "ranker" for s in blended.slots], dtype=bool)
         return RecommendOutput(
-            items=self.raw_ids[blended.items],
-            titles=self.titles[blended.items].tolist(),
+            items=catalogue.raw_ids[blended.items],
+            titles=catalogue.titles[blended.items].tolist(),
             scores=blended.scores,
             slots=[SLOTS[s] for s in blended.slots],
             channels=channels,
@@ -191,18 +202,40 @@ class Pipeline:
             bundle_version=bundle.version,
             timings_ms={"recall": (recall_done - started) * 1000, "rank": (rank_done - recall_done) * 1000,
                         "blend": (finished - rank_done) * 1000, "total": (finished - started) * 1000},
-            precomputed=precomputed,
-            known_user=bool(user),
+            precomputed=stored is not None,
+            known_user=bool(user) or len(events) > 0,
             ignored=ignored_recent + ignored_exclude,
         )
 
+    def _context(self, raw_user: int, inp: RecommendInput, recent: np.ndarray, exclude: np.ndarray,
+                 filters: np.ndarray | None) -> tuple[RequestContext, np.ndarray, np.ndarray]:
+        """The request context, the user's fresh events and every item the user has seen
+        beyond the bundle's history (fresh events, then the request's recent items). Recall
+        and rank know the bundle's items; items added since are blocked or filtered in the
+        blender's part of the mask only."""
+        user = self.user_of_raw.get(raw_user, 0)
+        events = self.fresh.events(raw_user) if self.fresh is not None else NO_ITEMS
+        features = None if user else self._side_features(inp, raw_user)
+        limit = self.catalogue.bundle_items + 1
+        seen = np.concatenate([events, recent]) if len(events) else recent
+        context = self.bundle.context(user, features, seen[seen < limit], exclude[exclude < limit],
+                                      None if filters is None else ItemMask(filters[:limit]))
+        return context, events, seen
+
+    def context_of(self, raw_user: int) -> RequestContext:
+        """The context of a request of `raw_user` that brings nothing but the user id."""
+        return self._context(raw_user, RecommendInput(), NO_ITEMS, NO_ITEMS, None)[0]
+
     # ---------------------------------------------------------------- slots
 
-    def _slot_lists(self, context, ranked, precomputed: bool, n: int) -> tuple[dict[str, SlotList], dict[str, str]]:
+    def _slot_lists(self, context, ranked, stored: UserRanking | None,
+                    n: int) -> tuple[dict[str, SlotList], dict[str, str]]:
         """Each slot's list and how it is ordered: "ranker" (for this user by the bundle's
         ranker), "group" (popularity among users of the same gender and age) or "global".
-        A request answered from the bundle's rankings takes the pools' orders from there too,
-        when they were made for this server's pool size and hold enough for its n."""
+        A request answered from a stored ranking (the bundle's, or one made when the user's
+        feedback arrived) takes the pools' orders from there too, when they were made for this
+        server's pool size and hold enough for its n. Items added to the catalogue after the
+        bundle lead the new slot, newest first."""
         lists, orders = {}, {}
         if ranked is not None and len(ranked.items):
             lists["personalized"], orders["personalized"] = SlotList(ranked.items, ranked.scores), "ranker"
@@ -214,10 +247,9 @@ class Pipeline:
             if self.slot_order == "global":
                 lists[slot], orders[slot] = whole, "global"
                 continue
-            stored = self.precomputed is not None and self.precomputed.pool_size == len(pool) and \
-                2 * n <= self.precomputed.pool_keep and slot in self.precomputed.pools
-            if precomputed and stored:
-                ordered = self.precomputed.pools[slot].of(context.user)
+            if stored is not None and stored.pool_size == len(pool) and 2 * n <= stored.pool_keep and \
+                    slot in stored.pools:
+                ordered = stored.pools[slot]
             else:  # only what the request allows needs an order, and of it only as much as the
                 # slot can take: the request's n, past at most n items other slots took first
                 ordered = order_pool(self.bundle.ranker, context, self.bundle.recaller,
@@ -228,6 +260,11 @@ class Pipeline:
                 by_group = self.demographic.order(context.user_features, pool)
                 lists[slot] = SlotList(*by_group) if by_group else SlotList(pool, whole.scores[:len(pool)])
                 orders[slot] = "group" if by_group else "global"
+        added = self.catalogue.added
+        if len(added):
+            new = lists["new"]
+            lists["new"] = SlotList(np.concatenate([added, new.items]),
+                                    np.concatenate([np.ones(len(added), np.float32), new.scores]))
         return lists, orders
 
     def _reasons(self, blended, orders: dict[str, str], ranked) -> list[str]:
@@ -246,7 +283,17 @@ class Pipeline:
             elif name == "popular":
                 pool = "most popular" if order == "global" else f"of the {len(self.popular_pool)} most popular"
                 out.append(f"popular: #{self.popular_rank[item]} {pool}{ordered[order]}")
+            elif item > self.catalogue.bundle_items:
+                out.append(f"new ({self.catalogue.years[item]}): added to the catalogue after this bundle was built")
             else:
                 pool = "newest" if order == "global" else f"of the {len(self.new_pool)} newest"
-                out.append(f"new ({self.years[item]}): #{self.new_rank[item]} {pool}{ordered[order]}")
+                out.append(f"new ({self.catalogue.years[item]}): #{self.new_rank[item]} {pool}{ordered[order]}")
         return out
+
+    def _side_features(self, inp: RecommendInput, raw_user: int) -> np.ndarray:
+        """A user the bundle does not know: the request's side features, else those the event
+        store holds for the user."""
+        given = inp.gender or inp.age or inp.occupation or inp.zip_code
+        stored = None if given or self.fresh is None else self.fresh.side_features(raw_user)
+        gender, age, occupation, zip_code = stored or (inp.gender, inp.age, inp.occupation, inp.zip_code)
+        return self.bundle.encoder.encode_request(gender, age, occupation, zip_code)

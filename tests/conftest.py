@@ -23,6 +23,13 @@ def write_text(path: Path, text: str, gz: bool = False) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _work_in_a_temporary_directory(tmp_path, monkeypatch):
+    """Commands default to movierec-work/ in the working directory (bundles, the event store):
+    each test's defaults go to a directory of its own, never into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 ML1M_USERS = "1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n"
 ML1M_MOVIES = (
     "1::Toy Story (1995)::Animation|Children's|Comedy\n"

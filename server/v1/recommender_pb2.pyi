@@ -19,6 +19,14 @@ class Slot(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SLOT_POPULAR: _ClassVar[Slot]
     SLOT_NEW: _ClassVar[Slot]
     SLOT_PERSONALIZED: _ClassVar[Slot]
+
+class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_KIND_UNSPECIFIED: _ClassVar[EventKind]
+    EVENT_KIND_RATING: _ClassVar[EventKind]
+    EVENT_KIND_WATCH: _ClassVar[EventKind]
+    EVENT_KIND_LIKE: _ClassVar[EventKind]
+    EVENT_KIND_DISLIKE: _ClassVar[EventKind]
 GENDER_UNSPECIFIED: Gender
 GENDER_MALE: Gender
 GENDER_FEMALE: Gender
@@ -26,6 +34,11 @@ SLOT_UNSPECIFIED: Slot
 SLOT_POPULAR: Slot
 SLOT_NEW: Slot
 SLOT_PERSONALIZED: Slot
+EVENT_KIND_UNSPECIFIED: EventKind
+EVENT_KIND_RATING: EventKind
+EVENT_KIND_WATCH: EventKind
+EVENT_KIND_LIKE: EventKind
+EVENT_KIND_DISLIKE: EventKind
 
 class SideFeatures(_message.Message):
     __slots__ = ("gender", "age", "occupation", "zip_code")
@@ -154,3 +167,91 @@ class ReloadBundleRequest(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: str
     def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class FeedbackEvent(_message.Message):
+    __slots__ = ("event_id", "user_id", "item_id", "kind", "rating", "timestamp")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: int
+    item_id: int
+    kind: EventKind
+    rating: int
+    timestamp: int
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[int] = ..., item_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., rating: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
+
+class AddFeedbackRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[FeedbackEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[FeedbackEvent, _Mapping]]] = ...) -> None: ...
+
+class Rejected(_message.Message):
+    __slots__ = ("index", "key", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    key: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., key: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AddFeedbackResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "rejected")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    rejected: _containers.RepeatedCompositeFieldContainer[Rejected]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejected, _Mapping]]] = ...) -> None: ...
+
+class Movie(_message.Message):
+    __slots__ = ("item_id", "title", "year", "genres", "plot", "poster")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    PLOT_FIELD_NUMBER: _ClassVar[int]
+    POSTER_FIELD_NUMBER: _ClassVar[int]
+    item_id: int
+    title: str
+    year: int
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    plot: str
+    poster: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, item_id: _Optional[int] = ..., title: _Optional[str] = ..., year: _Optional[int] = ..., genres: _Optional[_Iterable[str]] = ..., plot: _Optional[str] = ..., poster: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class UpsertItemsRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Movie]
+    def __init__(self, items: _Optional[_Iterable[_Union[Movie, _Mapping]]] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("user_id", "side_features")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    side_features: SideFeatures
+    def __init__(self, user_id: _Optional[int] = ..., side_features: _Optional[_Union[SideFeatures, _Mapping]] = ...) -> None: ...
+
+class UpsertUsersRequest(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ...) -> None: ...
+
+class UpsertResponse(_message.Message):
+    __slots__ = ("inserted", "updated", "rejected")
+    INSERTED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    inserted: int
+    updated: int
+    rejected: _containers.RepeatedCompositeFieldContainer[Rejected]
+    def __init__(self, inserted: _Optional[int] = ..., updated: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejected, _Mapping]]] = ...) -> None: ...

@@ -187,3 +187,179 @@ class Recommender:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class IngestStub:
+    """Writes to the event store the servers follow: feedback, movies and users. Every call is an
+    admin call (as ReloadBundle). A reply comes after the write is committed: what it counts as
+    accepted is durable, and every server worker following the store sees it within its feed
+    interval (the worker that took the call at once).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.AddFeedback = channel.unary_unary(
+                '/movierec.v1.Ingest/AddFeedback',
+                request_serializer=movierec_dot_v1_dot_recommender__pb2.AddFeedbackRequest.SerializeToString,
+                response_deserializer=movierec_dot_v1_dot_recommender__pb2.AddFeedbackResponse.FromString,
+                _registered_method=True)
+        self.UpsertItems = channel.unary_unary(
+                '/movierec.v1.Ingest/UpsertItems',
+                request_serializer=movierec_dot_v1_dot_recommender__pb2.UpsertItemsRequest.SerializeToString,
+                response_deserializer=movierec_dot_v1_dot_recommender__pb2.UpsertResponse.FromString,
+                _registered_method=True)
+        self.UpsertUsers = channel.unary_unary(
+                '/movierec.v1.Ingest/UpsertUsers',
+                request_serializer=movierec_dot_v1_dot_recommender__pb2.UpsertUsersRequest.SerializeToString,
+                response_deserializer=movierec_dot_v1_dot_recommender__pb2.UpsertResponse.FromString,
+                _registered_method=True)
+
+
+class IngestServicer:
+    """Writes to the event store the servers follow: feedback, movies and users. Every call is an
+    admin call (as ReloadBundle). A reply comes after the write is committed: what it counts as
+    accepted is durable, and every server worker following the store sees it within its feed
+    interval (the worker that took the call at once).
+    """
+
+    def AddFeedback(self, request, context):
+        """Stores a batch of events (at most 1,000). Idempotent by event_id: an event sent again is
+        counted as a duplicate and nothing is written. Invalid events are rejected with a reason
+        and leave nothing behind; the valid ones of the batch are stored together.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertItems(self, request, context):
+        """Adds or changes movies (at most 1,000); a new movie can be served at once in the new slot
+        and through filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertUsers(self, request, context):
+        """Adds or changes users' side features (at most 1,000).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_IngestServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'AddFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFeedback,
+                    request_deserializer=movierec_dot_v1_dot_recommender__pb2.AddFeedbackRequest.FromString,
+                    response_serializer=movierec_dot_v1_dot_recommender__pb2.AddFeedbackResponse.SerializeToString,
+            ),
+            'UpsertItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertItems,
+                    request_deserializer=movierec_dot_v1_dot_recommender__pb2.UpsertItemsRequest.FromString,
+                    response_serializer=movierec_dot_v1_dot_recommender__pb2.UpsertResponse.SerializeToString,
+            ),
+            'UpsertUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertUsers,
+                    request_deserializer=movierec_dot_v1_dot_recommender__pb2.UpsertUsersRequest.FromString,
+                    response_serializer=movierec_dot_v1_dot_recommender__pb2.UpsertResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'movierec.v1.Ingest', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('movierec.v1.Ingest', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Ingest:
+    """Writes to the event store the servers follow: feedback, movies and users. Every call is an
+    admin call (as ReloadBundle). A reply comes after the write is committed: what it counts as
+    accepted is durable, and every server worker following the store sees it within its feed
+    interval (the worker that took the call at once).
+    """
+
+    @staticmethod
+    def AddFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/movierec.v1.Ingest/AddFeedback',
+            movierec_dot_v1_dot_recommender__pb2.AddFeedbackRequest.SerializeToString,
+            movierec_dot_v1_dot_recommender__pb2.AddFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/movierec.v1.Ingest/UpsertItems',
+            movierec_dot_v1_dot_recommender__pb2.UpsertItemsRequest.SerializeToString,
+            movierec_dot_v1_dot_recommender__pb2.UpsertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/movierec.v1.Ingest/UpsertUsers',
+            movierec_dot_v1_dot_recommender__pb2.UpsertUsersRequest.SerializeToString,
+            movierec_dot_v1_dot_recommender__pb2.UpsertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
