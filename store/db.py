@@ -95,7 +95,9 @@ class Database:
 
     def sql(self, statement: str) -> str:
         statement = statement.format(**TYPES[self.dialect])
-        return _PARAMETER.sub(r"%(\1)s", statement) if self.dialect == "postgresql" else statement
+        if self.dialect == "sqlite":
+            return statement
+        return _PARAMETER.sub(r"%(\1)s", statement.replace("%", "%%"))
 
     @contextmanager
     def transaction(self, write: bool) -> Iterator["Transaction"]:
