@@ -71,9 +71,9 @@ class IngestService:
             "UpsertUsers": guard.unary("UpsertUsers", pb.UpsertUsersRequest, pb.UpsertResponse,
                                        self.UpsertUsers, self.malformed)})
 
-    async def _write(self, method: str, context, records: list, write):
-        """Admin check, batch bound, the write in a thread; the store being away is UNAVAILABLE
-        (nothing was written: the transaction did not commit)."""
+    async def _write(self, method: str, context, records: list, write: str):
+        """Admin check, batch bound, the store's method `write` in a thread; the store being away
+        is UNAVAILABLE (nothing was written: the transaction did not commit)."""
         try:
             self.admin.check(context)
         except AdminDenied as denied:
@@ -86,7 +86,7 @@ class IngestService:
             await self.abort(context, method, grpc.StatusCode.INVALID_ARGUMENT,
                              f"at most {MAX_BATCH} per call, got {len(records)}")
         try:
-            result = await asyncio.to_thread(write, records)
+            result = await asyncio.to_thread(getattr(self.store, write), records)
         except (StoreError, *self.store.db.errors) as exc:
             log.error("%s: the event store failed: %s", method, exc)
             await self.abort(context, method, grpc.StatusCode.UNAVAILABLE,
@@ -100,7 +100,7 @@ class IngestService:
 
     async def AddFeedback(self, request, context):
         result = await self._write("AddFeedback", context, [to_event(e) for e in request.events],
-                                   self.store.add_feedback)
+                                   "add_feedback")
         for outcome, count in (("accepted", result.accepted), ("duplicate", result.duplicates),
                                ("rejected", len(result.rejected))):
             self.metrics.events.labels(outcome).inc(count)
@@ -112,12 +112,12 @@ class IngestService:
 
     async def UpsertItems(self, request, context):
         result = await self._write("UpsertItems", context, [to_item(m) for m in request.items],
-                                   self.store.upsert_items)
+                                   "upsert_items")
         return pb.UpsertResponse(inserted=result.inserted, updated=result.updated, rejected=rejected(result.rejected))
 
     async def UpsertUsers(self, request, context):
         result = await self._write("UpsertUsers", context, [to_user(u) for u in request.users],
-                                   self.store.upsert_users)
+                                   "upsert_users")
         return pb.UpsertResponse(inserted=result.inserted, updated=result.updated, rejected=rejected(result.rejected))
 
     async def _rank_forever(self) -> None:
