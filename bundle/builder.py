@@ -203,6 +203,20 @@ def _check_runs_cut(options: BuildOptions) -> None:
                               f"--hold-out-after {options.hold_out_after} holds out; train it with that cut")
 
 
+def _check_runs_dataset(options: BuildOptions, dataset) -> None:
+    """Models index their tables by contiguous ids: a run trained on other users or items
+    (a dataset written from a store that has grown since) would be read wrongly."""
+    from movierec.models.runs import run_dataset
+
+    signature = dataset.signature()
+    for model, run in (("SASRec", options.sasrec_run), ("NCF", options.ncf_run)):
+        recorded = run_dataset(run)
+        if recorded is not None and recorded != signature:
+            raise ConfigError(f"the {model} run {run} was trained on another catalogue ({recorded['users']['count']:,} "
+                              f"users, {recorded['items']['count']:,} items; this dataset has {dataset.num_users:,} and "
+                              f"{dataset.num_items:,}): train it on this dataset (`movierec build --train`)")
+
+
 def _write_common(tmp: Path, inputs: BuildInputs, options: BuildOptions) -> np.ndarray:
     """The catalogue, encoder, histories and lists every bundle holds; returns the user features."""
     dataset, histories = inputs.dataset, inputs.histories
@@ -240,6 +254,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         started = time.perf_counter()
         dataset = load_dataset(options.data_dir).before(options.hold_out_after)
         _check_runs_cut(options)
+        _check_runs_dataset(options, dataset)
         histories = bundle_histories(dataset, options.hold_out_last)
         ranker_spec, ranker_run, choice = _chosen_ranker(options, ranker_spec)
         runs = {"sasrec": options.sasrec_run, "ncf": options.ncf_run, **({"ranker": ranker_run} if ranker_run else {})}

@@ -184,6 +184,14 @@ class Dataset(Catalogue):
     def encoder(self) -> FeatureEncoder:
         return FeatureEncoder.from_dict(self.manifest["vocabularies"])
 
+    def signature(self) -> dict:
+        """What a model trained on this dataset depends on: its users' and items' ids (a model
+        indexes its tables by the contiguous ids, which follow the raw ids)."""
+        import hashlib
+
+        return {name: {"count": len(ids) - 1, "sha256": hashlib.sha256(ids.astype("<i8").tobytes()).hexdigest()}
+                for name, ids in (("users", self.user_raw_ids()), ("items", self.item_raw_ids()))}
+
     def before(self, cut: str) -> "Dataset":
         """The same catalogue and users with only the ratings before the time cut (UTC); no cut
         ("") keeps them all. Ids stay as they are, so models trained on it fit the full data."""

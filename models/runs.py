@@ -20,6 +20,7 @@ from movierec.files import write_json
 MODELS = ("sasrec", "ncf")
 DISPLAY = {"sasrec": "SASRec", "ncf": "NCF"}
 TEST_SEED = 2018
+DATASET_FILE = "dataset.json"
 
 
 @dataclass
@@ -99,8 +100,21 @@ def prepare_run(data_dir: Path, run_dir: Path, resume: bool, hold_out_after: str
         shutil.rmtree(run_dir)
     device = use_paddle_device()
     data = load_split(data_dir, hold_out_after)
+    signature = data.dataset.signature()
+    recorded = run_dataset(run_dir)
+    if recorded is not None and recorded != signature:
+        raise ConfigError(f"{run_dir} was trained on another catalogue ({recorded['users']['count']:,} users, "
+                          f"{recorded['items']['count']:,} items); train a new run, or give --no-resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / DATASET_FILE, signature)
     task = build_task(data.split, "valid", data.sequences, data.dataset.num_items)
     return Prepared(device, data, task)
+
+
+def run_dataset(run_dir: Path) -> dict | None:
+    """The users and items a run was trained on (`Dataset.signature`), if it records them."""
+    path = Path(run_dir) / DATASET_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def finish_run(model: str, prepared: Prepared, data_dir: Path, run_dir: Path, state, wall: float) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 from movierec.dataset.readers import RawRelease
 from movierec.dataset.store import write_dataset
 
+from .db import StoreError
 from .events import EventStore, Snapshot
 
 STORE_RELEASE = "store"  # the dataset name of a store no release was imported into
@@ -19,6 +20,10 @@ def write_snapshot(store: EventStore, out: Path, source: str, source_files: dict
                    reports: list | None = None) -> Snapshot:
     """The store's snapshot (up to `as_of`, seconds) as a normalised dataset in `out`."""
     snapshot = store.snapshot(as_of)
+    if not len(snapshot.ratings):
+        raise StoreError(f"{store.location} holds no event stored by then; import a release with `movierec data`"
+                         if as_of is not None else f"{store.location} holds no event yet; import a release with "
+                         "`movierec data` or send feedback")
     release = replace(snapshot.release(store.release_name() or STORE_RELEASE), reports=reports or [])
     write_dataset(release, out, source, source_files, store=snapshot.describe(store.location))
     return snapshot

@@ -419,3 +419,42 @@ def test_kill_9_during_a_stream_of_feedback_loses_no_acked_event(backend, tmp_pa
 def _event_ids(store: EventStore) -> list:
     with store.db.transaction(write=False) as tx:
         return tx.rows("SELECT event_id FROM feedback WHERE event_id LIKE 'kill9-%'")
+
+
+def test_data_imports_into_the_store_and_build_reads_a_snapshot_of_it(store_url, trained_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "data"
+    for added in ("100,000 events", "0 events"):   # the second import adds nothing
+        result = runner.invoke(app, ["data", "--source", str(ML100K), "--out", str(data), "--store", store_url])
+        assert result.exit_code == 0 and f"added {added}" in result.output, result.output
+    store = EventStore(store_url)
+    store.add_feedback([Event(f"cli-{i}", 1, i, "rating", 4, NOW) for i in (1000, 1001, 1002)])
+    result = runner.invoke(app, ["build", "--from-store", "--store", store_url, "--data", str(data),
+                                 "--sasrec-run", str(trained_runs[0]), "--ncf-run", str(trained_runs[1]),
+                                 "--bundles", str(tmp_path / "bundles")])
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(tmp_path / "bundles")
+    assert bundle.manifest["snapshot"]["seq"] == store.positions()[0]
+    assert load_dataset(data).manifest["counts"]["ratings"] == 100_003
+    assert {1000, 1001, 1002} <= set(bundle.item_raw_ids()[bundle.histories.of(bundle.user_id(1))].tolist())
+    # runs record the catalogue they were trained on: a store grown by a new user needs new runs
+    import json
+    import shutil
+
+    runs = [shutil.copytree(run, tmp_path / run.name) for run in trained_runs]
+    for run in runs:
+        (run / "dataset.json").write_text(json.dumps(load_dataset(data).signature()))
+    store.add_feedback([Event("cli-new-user", 950_000, 1, "rating", 4, NOW)])
+    grown = runner.invoke(app, ["build", "--from-store", "--store", store_url, "--data", str(data),
+                                "--sasrec-run", str(runs[0]), "--ncf-run", str(runs[1]),
+                                "--bundles", str(tmp_path / "bundles")])
+    assert grown.exit_code == 2 and "trained on another catalogue" in grown.output, grown.output
+    assert load_bundle(tmp_path / "bundles").version == bundle.version
+    as_of = runner.invoke(app, ["data", "--from-store", "--store", store_url, "--out", str(tmp_path / "old"),
+                                "--as-of", "2000-01-01"])
+    assert as_of.exit_code == 2 and "holds no event stored by then" in as_of.output, as_of.output
+    store.close()
