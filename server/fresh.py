@@ -139,16 +139,13 @@ def user_ranking(pipeline, user: int) -> UserRanking:
 
 
 def rankings_for(pipeline, store: EventStore, users: list[int]) -> int:
-    """Compute and store the rankings of `users` after their latest events; returns how many."""
-    state = pipeline.fresh
-    done = 0
-    for user in users:
-        through = state.last_seq.get(user)
-        if through is None:
-            continue
-        store.put_ranking(user, pipeline.bundle.version, through, user_ranking(pipeline, user).to_bytes())
-        done += 1
-    return done
+    """Compute the rankings of `users` after their latest events and store them in one
+    transaction; returns how many."""
+    state, version = pipeline.fresh, pipeline.bundle.version
+    rankings = [(user, version, state.last_seq[user], user_ranking(pipeline, user).to_bytes())
+                for user in users if user in state.last_seq]
+    store.put_rankings(rankings)
+    return len(rankings)
 
 
 class Follower:

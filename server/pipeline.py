@@ -70,6 +70,7 @@ class Pipeline:
     def __init__(self, bundle: Bundle, shares: dict | None = None, max_n: int = MAX_N,
                  use_precomputed: bool = True, slot_pool: int = SLOT_POOL, slot_order: str = "personal"):
         self.bundle = bundle
+        self.use_precomputed = use_precomputed  # False: recall and rank for every request
         self.precomputed = bundle.precomputed if use_precomputed else None
         self.shares = dict(shares or DEFAULT_SHARES)
         self.max_n = max_n
@@ -156,7 +157,7 @@ class Pipeline:
         ranked, stored = None, None
         if not len(recent) and not len(exclude) and filters is None:
             if len(events):
-                stored = fresh.ranking(raw_user)
+                stored = fresh.ranking(raw_user) if self.use_precomputed else None
             elif user and self.precomputed is not None:
                 stored = self.precomputed.user(user)
         if stored is not None:

@@ -358,13 +358,14 @@ class EventStore:
             change = int(tx.value("SELECT value FROM counters WHERE name = 'change'"))
         return {"added": {table: after[table] - before[table] for table in before}, "seq": seq, "change": change}
 
-    def put_ranking(self, user: int, bundle: str, through_seq: int, payload: bytes) -> None:
-        """A user's ranking computed after their fresh events up to `through_seq`; replaces older ones."""
+    def put_rankings(self, rankings: list[tuple[int, str, int, bytes]]) -> None:
+        """Users' rankings computed after their fresh events, as (user, bundle, through_seq,
+        payload), in one transaction; each replaces the user's older ones."""
         with self.db.transaction(write=True) as tx:
-            tx.execute("INSERT INTO fresh_rankings (user_raw, bundle, through_seq, payload) VALUES (:u, :b, :s, :p)",
-                       {"u": user, "b": bundle, "s": through_seq, "p": payload})
-            newest = tx.value("SELECT MAX(id) FROM fresh_rankings WHERE user_raw = :u", {"u": user})
-            tx.execute("DELETE FROM fresh_rankings WHERE user_raw = :u AND id < :id", {"u": user, "id": newest})
+            for user, bundle, through_seq, payload in rankings:
+                tx.execute("DELETE FROM fresh_rankings WHERE user_raw = :u", {"u": user})
+                tx.execute("INSERT INTO fresh_rankings (user_raw, bundle, through_seq, payload) "
+                           "VALUES (:u, :b, :s, :p)", {"u": user, "b": bundle, "s": through_seq, "p": payload})
 
     # ---------------------------------------------------------------- reads
 
