@@ -125,41 +125,66 @@ class FeatureSpec:
 
 class RankFeatures:
     """`matrix(context, merged)`: the (N, F) float32 features of N candidates, in `spec.names()`
-    order. `ncf` is the NCF scorer behind the `ncf` group."""
+    order. `ncf` is the NCF scorer behind the `ncf` group.
+
+    The item-only columns of each group are gathered from one precomputed block per group, and
+    every column is written in place into the output: one request's features are a handful of
+    numpy operations whatever the width."""
 
     def __init__(self, spec: FeatureSpec, table: ItemTable, ncf=None):
         self.spec, self.table, self.ncf = spec, table, ncf
-        self.width = len(spec.names())
+        names = spec.names()
+        self.width = len(names)
+        self.item_blocks = []   # (first column, (I+1, k) block)
+        if "popularity" in spec.groups:
+            self.item_blocks.append((names.index("popularity"),
+                                     np.stack([table.popularity, table.recent, table.age], axis=1)))
+        if "side" in spec.groups:
+            self.item_blocks.append((names.index("year"), np.concatenate(
+                [table.year[:, None], table.genres, table.posters, table.has_poster[:, None]], axis=1)))
+            self.user_column = names.index(USER_FEATURES[0])
+        self.item_blocks = [(first, np.ascontiguousarray(block, dtype=np.float32)) for first, block in self.item_blocks]
+        self.recall_column = 0
+        self.history_column = names.index("history_length") if "history" in spec.groups else -1
+        self._channel_columns: dict = {}
 
     def channel_columns(self, merged: Merged) -> np.ndarray:
         """The spec's channels among the merged list's columns (a bundle may order them otherwise)."""
-        return np.array([merged.channels.index(c) if c in merged.channels else -1 for c in self.spec.channels])
+        found = self._channel_columns.get(merged.channels)
+        if found is None:
+            found = self._channel_columns[merged.channels] = np.array(
+                [merged.channels.index(c) if c in merged.channels else -1 for c in self.spec.channels])
+        return found
 
     def matrix(self, context: RequestContext, merged: Merged) -> np.ndarray:
         t, groups, items = self.table, self.spec.groups, merged.items
         n = len(items)
-        parts = []
+        out = np.empty((n, self.width), np.float32)
         if "recall" in groups:
             columns = self.channel_columns(merged)
             present = columns >= 0
-            scores = np.zeros((n, len(columns)), np.float32)
-            ranks = np.full((n, len(columns)), -1, np.int32)
-            scores[:, present] = np.nan_to_num(merged.scores[:, columns[present]], nan=0.0)
+            width = len(columns)
+            scores = np.zeros((n, width), np.float32)
+            ranks = np.full((n, width), -1, np.int32)
+            scores[:, present] = merged.scores[:, columns[present]]
+            np.nan_to_num(scores, copy=False, nan=0.0)
             ranks[:, present] = merged.ranks[:, columns[present]]
             proposed = ranks >= 0
-            inv_rank = 1.0 / (1.0 + np.where(proposed, ranks, np.inf))
-            per_channel = np.stack([scores, inv_rank, proposed], axis=2).reshape(n, -1)
-            position = np.where(merged.primary >= 0, 1.0 / (1.0 + np.arange(n)), 0.0)
-            parts += [per_channel, position[:, None], proposed.sum(axis=1, keepdims=True)]
-        if "popularity" in groups:
-            parts += [t.popularity[items, None], t.recent[items, None], t.age[items, None]]
+            per_channel = out[:, :3 * width].reshape(n, width, 3)
+            per_channel[:, :, 0] = scores
+            per_channel[:, :, 1] = np.where(proposed, 1.0 / (1.0 + np.maximum(ranks, 0)), 0.0)
+            per_channel[:, :, 2] = proposed
+            out[:, 3 * width] = np.where(merged.primary >= 0, 1.0 / (1.0 + np.arange(n)), 0.0)
+            out[:, 3 * width + 1] = proposed.sum(axis=1)
+        for first, block in self.item_blocks:
+            out[:, first:first + block.shape[1]] = block[items]
         if "side" in groups:
-            parts += [t.year[items, None], t.genres[items], t.posters[items], t.has_poster[items, None],
-                      np.broadcast_to(context.user_features.astype(np.float32), (n, len(USER_FEATURES)))]
+            out[:, self.user_column:self.user_column + len(USER_FEATURES)] = context.user_features
         if "history" in groups:
             sequence = context.sequence
             profile = t.genres[sequence[-PROFILE_ITEMS:]].mean(axis=0) if len(sequence) else np.zeros(t.genres.shape[1])
-            parts += [np.full((n, 1), np.log1p(len(sequence)), np.float32), (t.genres[items] @ profile)[:, None]]
+            out[:, self.history_column] = np.log1p(len(sequence))
+            out[:, self.history_column + 1] = t.genres[items] @ profile
         if "ncf" in groups:
-            parts += [self.ncf.score(context.user, context.user_features, items)[:, None]]
-        return np.concatenate(parts, axis=1, dtype=np.float32) if parts else np.zeros((n, 0), np.float32)
+            out[:, -1] = self.ncf.score(context.user, context.user_features, items)
+        return out
