@@ -49,7 +49,8 @@ class DINScorer:
             # (c ⊙ s) C for every candidate c and item s, as one product: c (s ⊙ C)
             cross = candidates @ (seen[:, :, None] * a["attention_cross"][None]).transpose(1, 0, 2).reshape(dim, -1)
             pre = cross.reshape(len(items), length, units)
-            pre += (seen @ a["attention_history"])[None] + self.item_attention[items][:, None]
+            pre += self.item_attention[items][:, None]
+            pre += seen @ a["attention_history"]
             np.maximum(pre, 0, out=pre)
             weights = pre @ a["attention_out_w"] + a["attention_out_b"]              # (N, L)
             interest = (weights @ seen) / self.history                              # (N, D)
