@@ -131,3 +131,16 @@ def verify_files(directory: Path, checksums: dict[str, str], error: type[MovieRe
         extra = sorted(p.name for p in directory.iterdir() if p.name not in checksums and p.name != MANIFEST)
         if extra:
             raise error(f"{directory}: files not in the manifest: {', '.join(extra)}")
+
+
+class SavedArrays:
+    """A numpy model held as one `.npz` of plain arrays (`arrays`), built from them by `cls(arrays)`."""
+
+    arrays: dict
+
+    def save(self, path: str | Path) -> Path:
+        return save_npz(path, self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path):
+        return cls(load_npz(path))

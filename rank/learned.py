@@ -11,7 +11,8 @@ A ranker run directory holds:
 At build time the ranker's item table is made from the new bundle's own ratings, and, with
 the `ncf` group, the NCF run's scorer is exported beside it. Each model kind is a subclass
 that turns the feature matrix into logits (`logits`) and moves its model between a run, a
-bundle and memory (`model_from_run`, `export_model`, `load_model`).
+bundle and memory (`model_from_run`, `export_model`, `load_model`; by default through a numpy
+scorer class, `scorer`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from movierec.recall.merge import Merged
 
 from .features import FeatureSpec, ItemTable, RankFeatures
 
+SCORER_FILE = "scorer.npz"   # a numpy scorer's arrays, in a run and in a bundle
 RUN_CONFIG = "config.json"
 VALIDATION = "validation.json"
 POSTER_BASIS = "poster_basis.npz"
@@ -83,16 +85,20 @@ class LearnedRanker:
     def logits(self, matrix: np.ndarray, context: RequestContext, merged: Merged) -> np.ndarray:
         raise NotImplementedError
 
+    # How the model moves between a run, a bundle and memory; by default a numpy scorer class
+    # (`scorer`, with `load(path)` and `save(path)`) kept as SCORER_FILE.
+    scorer = None
+
     @classmethod
     def model_from_run(cls, run_dir: Path, spec: FeatureSpec):
-        raise NotImplementedError
+        return cls.scorer.load(run_dir / SCORER_FILE)
 
     def export_model(self, files: ComponentFiles) -> None:
-        raise NotImplementedError
+        self.model.save(files.path(SCORER_FILE))
 
     @classmethod
     def load_model(cls, files: ComponentFiles, spec: FeatureSpec):
-        raise NotImplementedError
+        return cls.scorer.load(files.path(SCORER_FILE))
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "LearnedRanker":

@@ -21,7 +21,7 @@ from movierec.bundle.builder import BuildOptions, build_bundle
 from movierec.bundle.loader import load_bundle
 from movierec.client.loadtest import spawn_server
 from movierec.dataset.readers import read_release
-from movierec.dataset.store import load_dataset, write_dataset
+from movierec.dataset.store import load_dataset
 from movierec.server.app import ServerConfig
 from movierec.server.pipeline import Pipeline, RecommendInput
 from movierec.server.v1 import recommender_pb2 as pb
@@ -340,7 +340,7 @@ def test_every_worker_sees_feedback(backend, tmp_path):
                 _event(f"workers-{i}", 9, i, rating=4) for i in watched]), metadata=AUTH, timeout=10)
             assert reply.accepted == 3
         acked = time.monotonic()
-        pids, leaks = set(), 0
+        leaks = 0
         time.sleep(0.5)   # a few feed intervals
         for _ in range(40):   # new connections spread over the workers
             with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:

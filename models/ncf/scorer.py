@@ -5,14 +5,13 @@ candidates is a few (N x 64) products."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from movierec.files import load_npz, save_npz
+from movierec.files import SavedArrays
 
 
-class NCFScorer:
+class NCFScorer(SavedArrays):
     """NCF in numpy for serving: item-only work precomputed, N candidates scored at once.
 
     Saved and loaded as one `.npz` of plain arrays."""
@@ -30,13 +29,6 @@ class NCFScorer:
         self.gmf_fusion, self.mlp_fusion = a["gmf_fusion"], a["mlp_fusion"]
         self.tower = [(a[f"tower_w{j}"], a[f"tower_b{j}"]) for j in range(max(int(a["tower_depth"]), 0))]
         self.fusion_out_w, self.fusion_out_b = a["fusion_out_w"], a["fusion_out_b"]
-
-    def save(self, path: str | Path) -> Path:
-        return save_npz(path, self.arrays)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "NCFScorer":
-        return cls(load_npz(path))
 
     def recall_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(user queries, item vectors) for an inner-product recall channel on the GMF path.

@@ -12,7 +12,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from movierec.rank.features import FeatureSpec
-from movierec.rank.rankers.din import SCORER_FILE, DINScorer
+from movierec.rank.learned import SCORER_FILE
+from movierec.rank.rankers.din import DINScorer
 
 from .config import RankerConfig
 from .data import RankLists

@@ -13,7 +13,8 @@ import paddle.nn as nn
 from movierec.models.ncf.model import NCF, export_scorer
 from movierec.models.ncf.training import load_ncf, read_ncf_config, run_features
 from movierec.rank.features import FeatureSpec
-from movierec.rank.rankers.ncf_list import NCF_PREFIX, SCORER_FILE, CandidateNCFScorer
+from movierec.rank.learned import SCORER_FILE
+from movierec.rank.rankers.ncf_list import NCF_PREFIX, CandidateNCFScorer
 
 from .config import RankerConfig
 from .data import RankLists

@@ -14,18 +14,15 @@ precomputed: each item's projected vector and its parts of both first layers.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from movierec.files import load_npz, save_npz
+from movierec.files import SavedArrays
 from movierec.rank.learned import LearnedRanker
-from movierec.recall.component import ComponentFiles
-
-SCORER_FILE = "scorer.npz"
 
 
-class DINScorer:
+
+class DINScorer(SavedArrays):
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = a = arrays
         self.history = int(a["history"])
@@ -58,27 +55,11 @@ class DINScorer:
         np.maximum(hidden, 0, out=hidden)
         return hidden @ a["out_w"] + a["out_b"]
 
-    def save(self, path: str | Path) -> Path:
-        return save_npz(path, self.arrays)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "DINScorer":
-        return cls(load_npz(path))
-
 
 class DINRanker(LearnedRanker):
     name = "din"
+    scorer = DINScorer
 
     def logits(self, matrix, context, merged) -> np.ndarray:
         return self.model.score(context.sequence, merged.items, matrix).astype(np.float32)
 
-    @classmethod
-    def model_from_run(cls, run_dir: Path, spec):
-        return DINScorer.load(run_dir / SCORER_FILE)
-
-    def export_model(self, files: ComponentFiles) -> None:
-        self.model.save(files.path(SCORER_FILE))
-
-    @classmethod
-    def load_model(cls, files: ComponentFiles, spec):
-        return DINScorer.load(files.path(SCORER_FILE))

@@ -6,20 +6,17 @@ served in numpy, the item-only work precomputed as in `models.ncf.scorer`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from movierec.files import load_npz, save_npz
+from movierec.files import SavedArrays
 from movierec.models.ncf.scorer import NCFScorer
 from movierec.rank.learned import LearnedRanker
-from movierec.recall.component import ComponentFiles
 
-SCORER_FILE = "scorer.npz"
 NCF_PREFIX = "ncf_"
 
 
-class CandidateNCFScorer:
+class CandidateNCFScorer(SavedArrays):
     """score = NCF's fusion MLP over [NeuMF parts, side, poster] plus W (x - mean) * scale."""
 
     def __init__(self, arrays: dict[str, np.ndarray]):
@@ -34,27 +31,11 @@ class CandidateNCFScorer:
         fused += ((matrix[:, self.columns] - self.mean) * self.scale) @ self.weight
         return self.ncf.output(fused)
 
-    def save(self, path: str | Path) -> Path:
-        return save_npz(path, self.arrays)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "CandidateNCFScorer":
-        return cls(load_npz(path))
-
 
 class CandidateNCFRanker(LearnedRanker):
     name = "ncf-list"
+    scorer = CandidateNCFScorer
 
     def logits(self, matrix, context, merged) -> np.ndarray:
         return self.model.score(context.user, context.user_features, merged.items, matrix).astype(np.float32)
 
-    @classmethod
-    def model_from_run(cls, run_dir: Path, spec):
-        return CandidateNCFScorer.load(run_dir / SCORER_FILE)
-
-    def export_model(self, files: ComponentFiles) -> None:
-        self.model.save(files.path(SCORER_FILE))
-
-    @classmethod
-    def load_model(cls, files: ComponentFiles, spec):
-        return CandidateNCFScorer.load(files.path(SCORER_FILE))
