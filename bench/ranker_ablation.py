@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--cut", default="")
     parser.add_argument("--valid-cut", default="")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--full-only", action="store_true", help="train each model with all its features only "
+                        "(no ablations)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,8 @@ def main() -> None:
     valid_root = out / "bundles" / "valid"
     build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split))
     runs, results = {}, {}
-    for name, (model, groups) in VARIANTS.items():
+    variants = {name: VARIANTS[name] for name in MODELS} if args.full_only else VARIANTS
+    for name, (model, groups) in variants.items():
         started = time.perf_counter()
         run = out / "rankers" / f"{model}-{groups.replace(',', '-')}"
         validation = train_ranker(RankerConfig(model=model, bundles=valid_root, targets_before=targets_before,
