@@ -18,10 +18,14 @@ AS_OF_OPTION = typer.Option(None, help="With --from-store: only the events store
                             "(YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC).")
 
 
-def prepare(source: str, out: Optional[Path], strict: bool, store: str = str(STORE)) -> Path:
+def prepare(source: str, out: Optional[Path], strict: bool, store: str = str(STORE),
+            plots: Optional[str] = None) -> Path:
     """Read a release, list its malformed lines, import it into the event store and write the
     normalised dataset from the store (without a store: from the release); returns where."""
-    path, release = read_source(source, progress)
+    path, release = read_source(source, progress, plots)
+    if "plot" in release.movies:
+        with_plot = int((release.movies["plot"] != "").sum())
+        console.print(f"plots of {with_plot:,} of {len(release.movies):,} movies from {release.files['plots']}")
     console.print(f"reading MovieLens from [cyan]{path}[/]")
     for report in release.reports:
         if report.malformed:
@@ -79,6 +83,9 @@ def data(
                                     "holds (feedback and movies recorded since the release was imported) "
                                     "instead of reading a release."),
     as_of: Optional[str] = AS_OF_OPTION,
+    plots: Optional[str] = typer.Option(None, help="A directory with movies' plots (movies_extrainfos.dat, "
+                                        "dbpedia_abstracts.json) for the content channel; default: <release>-extra "
+                                        "beside the release, when there is one; '' for none."),
 ):
     """Normalise a MovieLens release (ML-1M or ML-100K): import it into the event store (a
     second import adds nothing) and write movierec's parquet dataset from the store."""
@@ -87,4 +94,4 @@ def data(
     else:
         if as_of:
             raise CLIError("--as-of goes with --from-store")
-        prepare(source, out, strict, store)
+        prepare(source, out, strict, store, plots)

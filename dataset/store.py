@@ -5,7 +5,7 @@ Layout of a dataset directory::
     manifest.json     format version, source files (sha256), counts, parse reports, vocabularies
     ratings.parquet   user, item, rating, timestamp, row   (contiguous ids, 0 = padding)
     users.parquet     user, raw_id, gender, age, occupation, zip_prefix, *_idx side features
-    items.parquet     item, raw_id, title, year, genres
+    items.parquet     item, raw_id, title, year, genres[, plot]
 
 Users and items get contiguous ids 1..N in raw-id order over those that have ratings;
 `raw_id` maps them back, so raw MovieLens ids go in and out of every later stage.
@@ -86,6 +86,8 @@ def normalise(release: RawRelease) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         "year": movies.year.to_numpy(np.int32),
         "genres": movies.genres.to_numpy(),
     })
+    if "plot" in movies:
+        items["plot"] = movies["plot"].fillna("").to_numpy()
     return ratings, users, items, encoder.to_dict()
 
 

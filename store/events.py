@@ -97,15 +97,16 @@ class Snapshot:
     taken_at: int
     ratings: pd.DataFrame    # seq, user_raw, movie_raw, rating, timestamp
     users: pd.DataFrame      # user_raw, gender, age, occupation, zip
-    movies: pd.DataFrame     # movie_raw, title, year, genres
+    movies: pd.DataFrame     # movie_raw, title, year, genres, plot
 
     def release(self, name: str) -> RawRelease:
         """As a parsed MovieLens release: the normalised dataset is written from it the same way."""
         ratings = pd.DataFrame({"user_raw": self.ratings.user_raw, "movie_raw": self.ratings.movie_raw,
                                 "rating": self.ratings.rating, "timestamp": self.ratings.timestamp,
                                 "row": self.ratings.seq})
-        return RawRelease(name, ratings, self.users, self.movies, [], {"ratings": "store", "users": "store",
-                                                                      "movies": "store"})
+        movies = self.movies if (self.movies["plot"] != "").any() else self.movies.drop(columns="plot")
+        return RawRelease(name, ratings, self.users, movies, [], {"ratings": "store", "users": "store",
+                                                                 "movies": "store"})
 
     def describe(self, location: str) -> dict:
         return {"store": location, "seq": self.seq, "change": self.change, "taken_at": self.taken_at,
@@ -339,10 +340,11 @@ class EventStore:
                             [{"u": int(u), "g": str(g), "a": int(a), "o": str(o), "z": str(z), "c": change, "t": now}
                              for u, g, a, o, z in release.users[["user_raw", "gender", "age", "occupation", "zip"]]
                              .itertuples(index=False)])
-            tx.execute_many("INSERT INTO items (raw_id, title, year, genres, change, updated_at) "
-                            "VALUES (:i, :title, :y, :g, :c, :t) ON CONFLICT (raw_id) DO NOTHING",
-                            [{"i": int(i), "title": str(title), "y": int(y), "g": str(g), "c": change, "t": now}
-                             for i, title, y, g in release.movies[["movie_raw", "title", "year", "genres"]]
+            movies = release.movies if "plot" in release.movies else release.movies.assign(plot="")
+            tx.execute_many("INSERT INTO items (raw_id, title, year, genres, plot, change, updated_at) "
+                            "VALUES (:i, :title, :y, :g, :p, :c, :t) ON CONFLICT (raw_id) DO NOTHING",
+                            [{"i": int(i), "title": str(title), "y": int(y), "g": str(g), "p": str(plot), "c": change,
+                              "t": now} for i, title, y, g, plot in movies[["movie_raw", "title", "year", "genres", "plot"]]
                              .itertuples(index=False)])
             ratings = release.ratings
             prefix = release.name
@@ -396,12 +398,12 @@ class EventStore:
             ratings = tx.rows("SELECT seq, user_raw, item_raw, rating, ts FROM feedback WHERE seq <= :s ORDER BY seq",
                               {"s": seq})
             users = tx.rows("SELECT raw_id, gender, age, occupation, zip_code FROM users ORDER BY raw_id")
-            items = tx.rows("SELECT raw_id, title, year, genres FROM items ORDER BY raw_id")
+            items = tx.rows("SELECT raw_id, title, year, genres, plot FROM items ORDER BY raw_id")
         ratings = pd.DataFrame(ratings, columns=["seq", "user_raw", "movie_raw", "rating", "timestamp"]).astype(
             {"seq": np.int64, "user_raw": np.int64, "movie_raw": np.int64, "rating": np.int8, "timestamp": np.int64})
         users = pd.DataFrame(users, columns=["user_raw", "gender", "age", "occupation", "zip"])
         users["age"] = [age_bucket(a) if a > 0 else 0 for a in users.age.tolist()]
-        movies = pd.DataFrame(items, columns=["movie_raw", "title", "year", "genres"])
+        movies = pd.DataFrame(items, columns=["movie_raw", "title", "year", "genres", "plot"])
         movies["year"] = [y or year_from_title(t) for y, t in zip(movies.year.tolist(), movies.title.tolist())]
         return Snapshot(seq, change, int(time.time()), ratings, users, movies)
 

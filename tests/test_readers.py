@@ -99,3 +99,34 @@ def test_year_from_title():
     assert year_from_title("Toy Story (1995)") == 1995
     assert year_from_title("City of Lost Children, The (Cité des enfants perdus, La) (1995) ") == 1995
     assert year_from_title("Untitled") == 0
+
+
+def test_plots_come_from_the_extra_files_and_reach_the_dataset_and_the_store(tmp_path, ml1m_dir):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+    from movierec.dataset.plots import read_plots
+    from movierec.store.events import EventStore
+
+    extra = tmp_path / "ml-1m-extra"
+    extra.mkdir()
+    fields = ["x"] * 11
+    lines = []
+    for movie, plot in ((1, "Toys come alive."), (2, "N/A"), (3, "A cafe.")):
+        row = list(fields)
+        row[0], row[9] = str(movie), plot
+        lines.append("::".join(row))
+    (extra / "movies_extrainfos.dat").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    (extra / "dbpedia_abstracts.json").write_text(json.dumps({"2": "A board game.", "3": "Not this one."}))
+    assert read_plots(extra) == {1: "Toys come alive.", 2: "A board game.", 3: "A cafe."}
+    store = tmp_path / "store.db"
+    result = CliRunner().invoke(app, ["data", "--source", str(ml1m_dir), "--out", str(tmp_path / "d"),
+                                      "--plots", str(extra), "--store", str(store)])
+    assert result.exit_code == 0 and "plots of 3 of 4 movies" in result.output, result.output
+    items = pd.read_parquet(tmp_path / "d" / "items.parquet")
+    assert dict(zip(items.raw_id, items["plot"])) == {1: "Toys come alive.", 2: "A board game.", 3: "A cafe."}
+    with EventStore(store).db.transaction(write=False) as tx:
+        assert tx.value("SELECT plot FROM items WHERE raw_id = 4") == ""
