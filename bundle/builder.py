@@ -60,11 +60,14 @@ class BuildOptions:
     data_dir: Path = option(DEFAULT_DATA, "Normalised dataset (from `movierec data`).", flag="--data")
     sasrec_run: Path | None = option(None, "SASRec run directory (default: movierec-work/runs/sasrec-<data>-ce).")
     ncf_run: Path | None = option(None, "NCF run directory (default: movierec-work/runs/ncf-<data>).")
+    content_run: Path | None = option(None, "A content run (`movierec train content`): the content channel's encoder, "
+                                      "and SASRec vectors mapped from content for the movies the SASRec run never "
+                                      "trained on.")
     bundles: Path = option(BUNDLES, "Bundle root: versions and the `current` pointer live here.")
     posters: Path | None = option(None, "Poster vectors (.npz) for the poster channel [default: the ones the NCF "
                                   "run was trained with, if any].")
     channels: tuple = option(DEFAULT_CHANNELS, "A recall channel as NAME:QUOTA[,param=value,...], repeatable, in "
-                             "merge order (channels: sasrec, ncf, poster, item2item).", flag="--channel", repeat=True)
+                             "merge order (channels: sasrec, ncf, poster, item2item, content).", flag="--channel", repeat=True)
     ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
                          "pools), as NAME[,param=value,...]: recall,channel=NAME (a channel's own order), ncf (the "
                          "NCF run alone), or a trained ranker run, lgbm|ncf-list|din,run=DIR.")
@@ -90,6 +93,7 @@ class BuildOptions:
         self.data_dir = Path(self.data_dir)
         self.sasrec_run = Path(self.sasrec_run or run_dir("sasrec", self.data_dir, "ce"))
         self.ncf_run = Path(self.ncf_run or run_dir("ncf", self.data_dir))
+        self.content_run = Path(self.content_run) if self.content_run else None
         self.bundles = Path(self.bundles)
         self.channels = tuple(self.channels)
         self.ranker_runs = tuple(Path(run) for run in self.ranker_runs)
@@ -257,7 +261,8 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         _check_runs_dataset(options, dataset)
         histories = bundle_histories(dataset, options.hold_out_last)
         ranker_spec, ranker_run, choice = _chosen_ranker(options, ranker_spec)
-        runs = {"sasrec": options.sasrec_run, "ncf": options.ncf_run, **({"ranker": ranker_run} if ranker_run else {})}
+        runs = {"sasrec": options.sasrec_run, "ncf": options.ncf_run, **({"ranker": ranker_run} if ranker_run else {}),
+                **({"content": options.content_run} if options.content_run else {})}
         inputs = BuildInputs(dataset, histories, dataset.encoder, index_config, runs=runs, posters=_posters(options),
                              channels=tuple(spec.name for spec in specs))
         user_features = _write_common(tmp, inputs, options)

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from movierec.models.content import ContentConfig
 from movierec.models.ncf.config import NCFConfig
 from movierec.models.ranker.config import RankerConfig
 from movierec.models.runs import TEST_SEED, evaluate_run, train_run
@@ -68,6 +69,22 @@ def train_ncf(
     posters = posters if use_posters else None
     run("ncf", data_dir, run_dir or default_run_dir("ncf", data_dir), replace(config, posters=posters is not None),
         posters=posters, resume=resume)
+
+
+def train_content(
+    config: ContentConfig,
+    data_dir: Path = DATA_OPTION,
+    sasrec_run: Optional[Path] = typer.Option(None, help="The SASRec run whose item space the content vectors are "
+                                              "mapped into (default: movierec-work/runs/sasrec-<data>-ce)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Where the run goes (default: movierec-work/runs/content-<data>)."),
+):
+    """Fit the content encoder of the movies (title and plot TF-IDF + SVD, genres, year) and its
+    map into the SASRec item space: the content channel, and vectors for movies no one rated."""
+    from movierec.models.content import train_content as train
+
+    run_dir = run_dir or default_run_dir("content", data_dir)
+    train(data_dir, sasrec_run or default_run_dir("sasrec", data_dir, "ce"), run_dir, config, say=console.print)
+    console.print(f"content run: {run_dir}")
 
 
 def train_ranker(config: RankerConfig):

@@ -7,4 +7,5 @@ CHANNELS = Registry("recall channel", {
     "ncf": "movierec.recall.channels.ncf:NCFChannel",
     "poster": "movierec.recall.channels.poster:PosterChannel",
     "item2item": "movierec.recall.channels.item2item:Item2ItemChannel",
+    "content": "movierec.recall.channels.content:ContentChannel",
 })

@@ -30,11 +30,38 @@ def trained_users(inputs: BuildInputs) -> tuple[SASRecUsers, np.ndarray, dict]:
         run = inputs.run("sasrec")
         dataset, sequences = inputs.dataset, inputs.histories.sequences
         model = load_sasrec(run, dataset.num_items)
+        source = {"run": str(run), "weights_sha256": sha256_file(RunDir(run).best_model)}
+        if "content" in inputs.runs:
+            source["mapped_from_content"] = map_untrained_items(model, inputs)
         states = model.user_vectors([sequences.of(u) for u in range(dataset.num_users + 1)])
         states[0] = 0.0
-        source = {"run": str(run), "weights_sha256": sha256_file(RunDir(run).best_model)}
         return SASRecUsers(states, SASRecInference.from_model(model)), model.item_vectors(), source
     return inputs.shared("sasrec", compute)
+
+
+def map_untrained_items(model, inputs: BuildInputs) -> int:
+    """Give the movies the SASRec run never trained on (no interaction in its training split:
+    they came after its time cut, or were held out) the embedding the content run maps their
+    content to, so that they are recalled, scored and read in histories like the others;
+    returns how many."""
+    import paddle
+
+    from movierec.dataset.sequences import chronological, item_counts, leave_last_out
+    from movierec.models.content import ContentRun, catalogue_vectors
+    from movierec.models.runs import trained_before
+
+    content = inputs.shared("content.run", lambda: ContentRun.load(inputs.run("content")))
+    trained = inputs.dataset.before(trained_before(inputs.run("sasrec")))
+    counts = item_counts(leave_last_out(chronological(trained.ratings, trained.num_users)).train.items,
+                         trained.num_items)
+    untrained = np.flatnonzero(counts == 0)
+    untrained = untrained[untrained > 0]
+    if len(untrained):
+        vectors = catalogue_vectors(content.encoder, inputs.dataset.items)[untrained]
+        weight = model.item_emb.weight.numpy()
+        weight[untrained] = content.collaborative(vectors)
+        model.item_emb.weight.set_value(paddle.to_tensor(weight))
+    return int(len(untrained))
 
 
 def save_users(files: ComponentFiles, users: SASRecUsers) -> None:
