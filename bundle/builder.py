@@ -60,12 +60,12 @@ class BuildOptions:
     data_dir: Path = option(DEFAULT_DATA, "Normalised dataset (from `movierec data`).", flag="--data")
     sasrec_run: Path | None = option(None, "SASRec run directory (default: movierec-work/runs/sasrec-<data>-ce).")
     ncf_run: Path | None = option(None, "NCF run directory (default: movierec-work/runs/ncf-<data>).")
-    content_run: Path | None = option(None, "A content run (`movierec train content`): the content channel's encoder, "
-                                      "and SASRec vectors mapped from content for the movies the SASRec run never "
-                                      "trained on.")
     bundles: Path = option(BUNDLES, "Bundle root: versions and the `current` pointer live here.")
     posters: Path | None = option(None, "Poster vectors (.npz) for the poster channel [default: the ones the NCF "
                                   "run was trained with, if any].")
+    content_run: Path | None = option(None, "A content run (`movierec train content`): the content channel's encoder, "
+                                      "and SASRec vectors mapped from content for the movies the SASRec run never "
+                                      "trained on.")
     channels: tuple = option(DEFAULT_CHANNELS, "A recall channel as NAME:QUOTA[,param=value,...], repeatable, in "
                              "merge order (channels: sasrec, ncf, poster, item2item, content).", flag="--channel", repeat=True)
     ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
