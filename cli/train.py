@@ -13,6 +13,7 @@ from movierec.models.ranker.config import RankerConfig
 from movierec.models.runs import TEST_SEED, evaluate_run, train_run
 from movierec.client.quality import QualityConfig
 from movierec.models.sasrec.config import SASRecConfig
+from movierec.models.two_tower.config import TwoTowerConfig
 from movierec.workdir import DEFAULT_DATA, run_dir as default_run_dir
 
 from .common import CLIError, console, metrics_table, progress
@@ -31,10 +32,10 @@ def report_epoch(state, record) -> None:
 
 
 def run(model: str, data_dir: Path, run_dir: Path, config, posters: Optional[Path] = None,
-        resume: bool = True) -> dict:
+        resume: bool = True, content_run: Optional[Path] = None) -> dict:
     """Train (or resume) and print the test table, as `movierec train MODEL` does."""
     metrics = train_run(model, data_dir, run_dir, config, posters=posters, resume=resume, say=console.print,
-                        progress=progress, on_epoch=report_epoch)
+                        progress=progress, on_epoch=report_epoch, content_run=content_run)
     console.print(metrics_table(f"test ({metrics['dataset']}, best epoch {metrics['best_epoch']} of "
                                 f"{metrics['epochs_run']})", metrics["test"], [10]))
     console.print(f"metrics: {run_dir / 'metrics.json'}   curves: {run_dir / 'curves.png'}")
@@ -69,6 +70,22 @@ def train_ncf(
     posters = posters if use_posters else None
     run("ncf", data_dir, run_dir or default_run_dir("ncf", data_dir), replace(config, posters=posters is not None),
         posters=posters, resume=resume)
+
+
+def train_two_tower(
+    config: TwoTowerConfig,
+    data_dir: Path = DATA_OPTION,
+    run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
+                                           "(default: movierec-work/runs/two_tower-<data>)."),
+    content_run: Optional[Path] = typer.Option(None, help="A content run (`movierec train content`): the movie "
+                                               "tower reads its content vectors, so it serves movies no one rated."),
+    resume: bool = RESUME_OPTION,
+):
+    """Train the two-tower recall model (user tower: side features, id, recent items; movie
+    tower: id, genres, year, content) with in-batch sampled softmax, logQ correction and hard
+    negatives; it serves new users from side features alone."""
+    run("two_tower", data_dir, run_dir or default_run_dir("two_tower", data_dir), config, resume=resume,
+        content_run=content_run)
 
 
 def train_content(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,10 +15,10 @@ from movierec.dataset.readers import DataError
 from movierec.dataset.sequences import LeaveLastOut, Sequences, chronological, leave_last_out
 from movierec.dataset.store import Dataset, load_dataset
 from movierec.errors import ConfigError
-from movierec.files import write_json
+from movierec.files import save_npy, write_json
 
-MODELS = ("sasrec", "ncf")
-DISPLAY = {"sasrec": "SASRec", "ncf": "NCF"}
+MODELS = ("sasrec", "ncf", "two_tower")
+DISPLAY = {"sasrec": "SASRec", "ncf": "NCF", "two_tower": "two-tower"}
 TEST_SEED = 2018
 DATASET_FILE = "dataset.json"
 
@@ -50,6 +50,16 @@ def run_scorer(model: str, dataset: Dataset, run_dir: Path):
 
         features = run_features(dataset, run_dir, read_ncf_config(run_dir))
         return ncf_scorer_for_eval(load_ncf(run_dir, features).export_scorer(), features)
+    if model == "two_tower":
+        from movierec.models.two_tower.training import exported_scorer, load_two_tower, user_vectors
+
+        tower, inputs = load_two_tower(run_dir, dataset)
+        trained = leave_last_out(chronological(dataset.ratings, dataset.num_users)).train
+        items = exported_scorer(dataset, run_dir, trained).item_vectors
+
+        def score(users, histories):
+            return user_vectors(tower, inputs, users, histories) @ items.T
+        return score
     raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
 
 
@@ -140,9 +150,10 @@ def finish_run(model: str, prepared: Prepared, data_dir: Path, run_dir: Path, st
 
 def train_run(model: str, data_dir: Path, run_dir: Path, config, posters: Path | None = None, resume: bool = True,
               say: Callable[[str], None] = print, progress: Callable | None = None,
-              on_epoch: Callable | None = None) -> dict:
-    """`movierec train sasrec|ncf`: train or resume a run, then write its test metrics.
-    NCF's poster vectors are copied into the run directory, so the run is self-contained."""
+              on_epoch: Callable | None = None, content_run: Path | None = None) -> dict:
+    """`movierec train sasrec|ncf|two-tower`: train or resume a run, then write its test metrics.
+    NCF's poster vectors and the two-tower model's content vectors are copied into the run
+    directory, so the run is self-contained."""
     prepared = prepare_run(data_dir, run_dir, resume, config.hold_out_after)
     dataset, train_sequences = prepared.data.dataset, prepared.data.split.train
     details = posters_note = ""
@@ -172,6 +183,22 @@ def train_run(model: str, data_dir: Path, run_dir: Path, config, posters: Path |
         def fit():
             return train_ncf(train_sequences, features, config, run_dir, prepared.valid_task,
                              progress=progress, on_epoch=on_epoch)
+    elif model == "two_tower":
+        from movierec.models.two_tower.training import CONTENT_FILE, TowerInputs, train_two_tower
+
+        content = None
+        if content_run is not None:
+            from movierec.models.content import ContentRun, catalogue_vectors
+
+            content = catalogue_vectors(ContentRun.load(content_run).encoder, dataset.items)
+            save_npy(run_dir / CONTENT_FILE, content)
+            details = f" (content vectors from {content_run})"
+        config = replace(config, content=content is not None)
+        inputs = TowerInputs.from_dataset(dataset, content)
+
+        def fit():
+            return train_two_tower(train_sequences, inputs, config, run_dir, prepared.valid_task,
+                                   progress=progress, on_epoch=on_epoch)
     else:
         raise ConfigError(f"no such model to train: {model!r}")
     say(f"training {DISPLAY[model]}{details} on {dataset.name} ({dataset.num_users:,} users, "

@@ -163,14 +163,12 @@ class Pipeline:
         if stored is not None:
             ranked = stored.ranked
             recall_done = rank_done = time.perf_counter()
-        elif user or len(context.recent):
+        else:  # a new user too: a channel may serve one from side features alone
             merged, _ = bundle.recaller.recall(context)
             recall_done = time.perf_counter()
             if len(merged.items):
                 ranked = rank(bundle.ranker, context, merged)
             rank_done = time.perf_counter()
-        else:
-            recall_done = rank_done = time.perf_counter()
         lists, orders = self._slot_lists(context, ranked, stored, inp.n)
         allowed = context.allowed.array
         if catalogue.size >= limit:

@@ -8,4 +8,5 @@ CHANNELS = Registry("recall channel", {
     "poster": "movierec.recall.channels.poster:PosterChannel",
     "item2item": "movierec.recall.channels.item2item:Item2ItemChannel",
     "content": "movierec.recall.channels.content:ContentChannel",
+    "two_tower": "movierec.recall.channels.two_tower:TwoTowerChannel",
 })
