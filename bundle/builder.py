@@ -11,6 +11,7 @@ what the manifest records of it. Around them the builder writes what every bundl
     user_features.npy    every known user's encoded side features
     histories.npz        each user's history (CSR) and its ratings
     popular.npy new.npy  the blender's lists
+    content.npz          with a content run: its encoder and map into the SASRec space
     recall.<channel>.*   each channel's files, rank.<ranker>.*  the ranker's
     rankings.npz         every known user's recall + rank result for a request without context
 
@@ -49,7 +50,7 @@ from movierec.workdir import BUNDLES, DEFAULT_DATA, run_dir
 
 from .heldout import bundle_histories
 from .layout import TMP_PREFIX, BundleError, clean_leftovers, new_version, prune, switch_current
-from .loader import BUNDLE_FORMAT
+from .loader import BUNDLE_FORMAT, CONTENT_FILE
 
 DEFAULT_CHANNELS = tuple(f"{name}:{quota}" for name, quota in DEFAULT_QUOTAS.items())
 FAIL_STAGES = ("export", "rankings", "write")
@@ -234,6 +235,10 @@ def _write_common(tmp: Path, inputs: BuildInputs, options: BuildOptions) -> np.n
     save_npy(tmp / "popular.npy", popular_items(histories.sequences.items, histories.stamps, dataset.num_items,
                                                 options.popular_half_life_days))
     save_npy(tmp / "new.npy", new_items(dataset.items, histories.sequences.items, histories.stamps))
+    if "content" in inputs.runs:  # for movies that arrive while the bundle is served
+        from movierec.models.content import ContentRun
+
+        save_npz(tmp / CONTENT_FILE, inputs.shared("content.run", lambda: ContentRun.load(inputs.run("content"))).arrays())
     return user_features
 
 

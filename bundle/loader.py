@@ -27,6 +27,7 @@ from movierec.recall.recaller import Recaller
 from .layout import CURRENT, BundleError, current_version
 
 BUNDLE_FORMAT = 4
+CONTENT_FILE = "content.npz"  # a content run's encoder and map, when the bundle was built with one
 REMEDY = "rebuild it with `movierec build`"
 
 
@@ -47,6 +48,7 @@ class Bundle(Catalogue):
     new: np.ndarray
     loaded_at: float
     precomputed: PrecomputedRankings | None = None
+    content: object | None = None   # models.content.ContentRun: encodes movies that arrive while serving
 
     @property
     def version(self) -> str:
@@ -56,11 +58,14 @@ class Bundle(Catalogue):
         return int(self.user_ids([raw_id])[0])
 
     def context(self, user: int, user_features: np.ndarray | None = None, recent: np.ndarray = NO_ITEMS,
-                exclude: np.ndarray = NO_ITEMS, filters: ItemMask | None = None) -> RequestContext:
+                exclude: np.ndarray = NO_ITEMS, filters: ItemMask | None = None,
+                num_items: int | None = None) -> RequestContext:
         """The request context of contiguous user `user` (0 = unknown); a known user's side
-        features are the stored ones unless given."""
+        features are the stored ones unless given. `num_items`: the catalogue's size when movies
+        joined it while serving (default: the bundle's)."""
         features = self.user_features[user] if user_features is None else user_features
-        return RequestContext.build(self.num_items, self.histories, user, features, recent, exclude, filters)
+        return RequestContext.build(num_items or self.num_items, self.histories, user, features, recent, exclude,
+                                    filters)
 
 
 def verify(path: Path) -> dict:
@@ -119,7 +124,16 @@ def _open(path: Path, manifest: dict, with_rankings: bool) -> Bundle:
         new=load_npy(path / "new.npy"),
         loaded_at=time.time(),
         precomputed=_load_rankings(path, len(users), recaller.names) if with_rankings else None,
+        content=_load_content(path),
     )
+
+
+def _load_content(path: Path):
+    if not (path / CONTENT_FILE).is_file():
+        return None
+    from movierec.models.content import ContentRun
+
+    return ContentRun.from_arrays(load_npz(path / CONTENT_FILE))
 
 
 def _load_rankings(path: Path, num_users: int, channels: tuple) -> PrecomputedRankings | None:

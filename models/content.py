@@ -122,5 +122,12 @@ class ContentRun:
         mapping = load_npz(run_dir / MAP_FILE)
         return cls(ContentEncoder.from_arrays(load_npz(run_dir / ENCODER_FILE)), mapping["weight"], mapping["bias"])
 
+    def arrays(self) -> dict:
+        return {**self.encoder.arrays(), "map_weight": self.weight, "map_bias": self.bias}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "ContentRun":
+        return cls(ContentEncoder.from_arrays(arrays), arrays["map_weight"], arrays["map_bias"])
+
     def collaborative(self, vectors: np.ndarray) -> np.ndarray:
         return (vectors @ self.weight + self.bias).astype(np.float32)

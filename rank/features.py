@@ -32,6 +32,7 @@ from movierec.dataset.features import USER_FEATURES, FeatureEncoder
 from movierec.dataset.sequences import Histories, item_counts
 from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
+from movierec.tables import grown
 
 GROUPS = ("recall", "popularity", "side", "history", "ncf")
 RECENT_DAYS = 30
@@ -73,6 +74,15 @@ class ItemTable:
                    np.log1p(item_counts(items[recent], num_items)).astype(np.float32),
                    np.log1p((newest - first_seen) / SECONDS_PER_DAY).astype(np.float32), year, genres,
                    posters.astype(np.float32), has_poster.astype(np.float32))
+
+    def grown(self, added) -> "ItemTable":
+        """With rows for movies added while serving (`recall.component.AddedItems`): no
+        interactions, no poster, their year and genres."""
+        count = len(added)
+        year = np.where(added.years > 0, (added.years - 1990) / 10, 0).astype(np.float32)
+        return ItemTable(grown(self.popularity, count), grown(self.recent, count), grown(self.age, count),
+                         grown(self.year, year), grown(self.genres, added.genres), grown(self.posters, count),
+                         grown(self.has_poster, count))
 
     def arrays(self) -> dict:
         return {f"item_{k}": v for k, v in asdict(self).items()}

@@ -26,7 +26,7 @@ from movierec.dataset.posters import catalogue_posters, load_posters
 from movierec.errors import ConfigError
 from movierec.files import load_npz
 from movierec.models.ncf.scorer import NCFScorer
-from movierec.recall.component import BuildInputs, ComponentError, ComponentFiles
+from movierec.recall.component import AddedItems, BuildInputs, ComponentError, ComponentFiles
 from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
 
@@ -99,6 +99,16 @@ class LearnedRanker:
     @classmethod
     def load_model(cls, files: ComponentFiles, spec: FeatureSpec):
         return cls.scorer.load(files.path(SCORER_FILE))
+
+    def grow(self, added: AddedItems) -> None:
+        """Room for movies added while serving: their item features (no interactions yet),
+        and average rows in the model's own per-movie tables."""
+        features = self.features
+        if features.ncf is not None:
+            features.ncf.grow(len(added))
+        self.features = RankFeatures(features.spec, features.table.grown(added), features.ncf)
+        if hasattr(self.model, "grow"):
+            self.model.grow(len(added))
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "LearnedRanker":

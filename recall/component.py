@@ -121,6 +121,23 @@ class BuildInputs:
         return self._cache[key]
 
 
+@dataclass
+class AddedItems:
+    """Movies added to the catalogue while a bundle is served (through the event store),
+    numbered after the bundle's own. A component that takes them (`grow(added)`) extends its
+    per-movie tables: with what it can compute for them (content, two-tower and, through the
+    content map, SASRec vectors) or neutral rows."""
+
+    ids: np.ndarray             # contiguous ids, following on from the catalogue's
+    years: np.ndarray
+    genres: np.ndarray          # (N, G) float32 multi-hot
+    content: np.ndarray | None  # (N, C) content vectors from the bundle's content encoder, if it has one
+    mapped: np.ndarray | None   # (N, H) their SASRec vectors through the content map
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 def save_index(files: ComponentFiles, index: VectorIndex, config: IndexConfig) -> dict:
     """Write a channel's item index; returns its part of the channel's manifest fragment."""
     index.save(files.path(INDEX_FILE))

@@ -40,8 +40,8 @@ class ServedCatalogue:
                    np.zeros(0, np.int64))
 
     def with_items(self, rows: list[tuple], encoder: FeatureEncoder) -> "ServedCatalogue":
-        """Items added or changed in the store: rows of (raw_id, title, year, genres "A|B"), in
-        the order they changed. A bundle item keeps its id; a new one gets the next."""
+        """Items added or changed in the store: rows of (raw_id, title, year, genres "A|B", ...),
+        in the order they changed. A bundle item keeps its id; a new one gets the next."""
         if not rows:
             return self
         item_of_raw = dict(self.item_of_raw)
@@ -54,7 +54,7 @@ class ServedCatalogue:
         titles = np.concatenate([self.titles, np.full(grow, "", dtype=object)])
         years = np.concatenate([self.years, np.zeros(grow, np.int64)])
         genres = np.concatenate([self.genres, np.zeros((grow, self.genres.shape[1]), bool)])
-        for raw, title, year, names in rows:
+        for raw, title, year, names, *_ in rows:
             item = item_of_raw[raw]
             titles[item], years[item] = title, year
             genres[item] = encoder.genre_matrix([names])[0]

@@ -39,7 +39,7 @@ class Changes:
     """What the store holds after a state's cursors, read in one pass."""
 
     events: list       # (seq, user, item, rating)
-    items: list        # (change, raw_id, title, year, genres)
+    items: list        # (change, raw_id, title, year, genres, plot)
     users: list        # (change, raw_id, gender, age, occupation, zip_code)
     rankings: list     # (id, user, bundle, through_seq, payload)
 
@@ -79,8 +79,7 @@ class FreshState:
         """Bring the state (and the pipeline's catalogue) up to `changes`; runs in the thread
         that serves requests, so a request sees all of one poll or none of it."""
         if changes.items:
-            pipeline.catalogue = pipeline.catalogue.with_items([row[1:] for row in changes.items],
-                                                               pipeline.bundle.encoder)
+            pipeline.add_items([row[1:] for row in changes.items])
             self.change = max(self.change, max(row[0] for row in changes.items))
         for change, user, gender, age, occupation, zip_code in changes.users:
             self.features_of[user] = (gender, age, occupation, zip_code)

@@ -20,6 +20,7 @@ from movierec.dataset.sequences import item_counts
 from movierec.errors import MovieRecError, echo
 from movierec.rank.precomputed import UserRanking
 from movierec.rank.ranker import order_pool, rank
+from movierec.recall.component import AddedItems
 from movierec.recall.context import NO_ITEMS, ItemMask, RequestContext
 
 from .catalogue import ServedCatalogue
@@ -76,6 +77,8 @@ class Pipeline:
         self.max_n = max_n
         num = bundle.num_items
         self.catalogue = ServedCatalogue.of_bundle(bundle.items, bundle.encoder)
+        # recall and rank take movies added while serving when every component can grow
+        self.grows = all(hasattr(c, "grow") for c in (*bundle.recaller.channels, bundle.ranker))
         self.fresh = None  # what the event store adds to the bundle (server.fresh.FreshState), when followed
         self.user_of_raw = dict(zip(bundle.users.raw_id.to_numpy().tolist(), bundle.users.user.to_numpy().tolist()))
         self.genre_index = {g.lower(): j for j, g in enumerate(bundle.encoder.genres)}
@@ -152,7 +155,7 @@ class Pipeline:
         filters = self._filters(inp)
         context, events, seen = self._context(raw_user, inp, recent, exclude, filters)
         user = context.user
-        limit = catalogue.bundle_items + 1
+        limit = self.recalled_items() + 1
 
         ranked, stored = None, None
         if not len(recent) and not len(exclude) and filters is None:
@@ -215,11 +218,35 @@ class Pipeline:
         user = self.user_of_raw.get(raw_user, 0)
         events = self.fresh.events(raw_user) if self.fresh is not None else NO_ITEMS
         features = None if user else self._side_features(inp, raw_user)
-        limit = self.catalogue.bundle_items + 1
+        known = self.recalled_items()
+        limit = known + 1
         seen = np.concatenate([events, recent]) if len(events) else recent
         context = self.bundle.context(user, features, seen[seen < limit], exclude[exclude < limit],
-                                      None if filters is None else ItemMask(filters[:limit]))
+                                      None if filters is None else ItemMask(filters[:limit]), known)
         return context, events, seen
+
+    def recalled_items(self) -> int:
+        """How many movies recall and rank know: the served catalogue when they grow with it."""
+        return self.catalogue.size if self.grows else self.catalogue.bundle_items
+
+    def add_items(self, rows: list[tuple]) -> None:
+        """Movies added or changed in the store, rows of (raw_id, title, year, genres, plot):
+        the catalogue takes them, and recall and rank too when they can (`AddedItems`)."""
+        before = self.catalogue.size
+        catalogue = self.catalogue.with_items(rows, self.bundle.encoder)
+        if catalogue.size > before and self.grows:
+            ids = np.arange(before + 1, catalogue.size + 1)
+            plot_of = {raw: plot for raw, _, _, _, plot in rows}
+            titles = catalogue.titles[ids].tolist()
+            plots = [plot_of.get(int(raw), "") for raw in catalogue.raw_ids[ids]]
+            genres = ["|".join(g for g, on in zip(self.bundle.encoder.genres, row) if on) for row in catalogue.genres[ids]]
+            content = self.bundle.content
+            vectors = content.encoder.encode(titles, plots, genres, catalogue.years[ids].tolist()) if content else None
+            added = AddedItems(ids, catalogue.years[ids], catalogue.genres[ids].astype(np.float32), vectors,
+                               content.collaborative(vectors) if content else None)
+            for component in (*self.bundle.recaller.channels, self.bundle.ranker):
+                component.grow(added)
+        self.catalogue = catalogue
 
     def context_of(self, raw_user: int) -> RequestContext:
         """The context of a request of `raw_user` that brings nothing but the user id."""

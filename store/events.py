@@ -420,18 +420,19 @@ class EventStore:
                            {"u": user, "s": seq})
 
     def items_after(self, change: int) -> list[tuple]:
-        """(change, raw_id, title, year, genres) of the items changed after `change`."""
+        """(change, raw_id, title, year, genres, plot) of the items changed after `change`."""
         with self.db.transaction(write=False) as tx:
-            return tx.rows("SELECT change, raw_id, title, year, genres FROM items WHERE change > :c ORDER BY change",
-                           {"c": change})
+            return tx.rows("SELECT change, raw_id, title, year, genres, plot FROM items WHERE change > :c "
+                           "ORDER BY change", {"c": change})
 
     def items_by_id(self, raw_ids: list[int]) -> list[tuple]:
-        """(raw_id, title, year, genres) of these items."""
+        """(raw_id, title, year, genres, plot) of these items."""
         found = []
         with self.db.transaction(write=False) as tx:
             for chunk in _chunks(raw_ids):
                 fragment, params = _ids("v", chunk)
-                found += tx.rows(f"SELECT raw_id, title, year, genres FROM items WHERE raw_id IN {fragment}", params)
+                found += tx.rows(f"SELECT raw_id, title, year, genres, plot FROM items WHERE raw_id IN {fragment}",
+                                 params)
         return found
 
     def users_after(self, change: int) -> list[tuple]:

@@ -136,3 +136,49 @@ def test_the_two_tower_numpy_export_equals_paddle(planted):
         for row, history in enumerate(histories):
             got = scorer.user_vector(user, inputs.user_features[user], history)
             np.testing.assert_allclose(got, expected[row], atol=1e-5)
+
+
+def test_a_movie_added_with_upsert_items_gets_a_content_vector_and_is_recalled(planted, tmp_path):
+    """A new action movie, known by its title, genre, year and plot alone, arrives through
+    UpsertItems: the content channel (and the SASRec channel, through the content map) recall it
+    for a user who likes action, at once."""
+    import grpc
+
+    from conftest import LiveServer
+    from movierec.server.app import ServerConfig
+    from movierec.server.v1 import recommender_pb2 as pb
+    from movierec.server.v1 import recommender_pb2_grpc as pb_grpc
+    from movierec.store.events import EventStore, ItemRecord
+
+    dataset = load_dataset(planted["data"])
+    store_url = str(tmp_path / "store.db")
+    store = EventStore(store_url)
+    store.upsert_items([ItemRecord(int(r.raw_id), r.title, int(r.year), tuple(r.genres.split("|")), r["plot"])
+                        for _, r in dataset.items.iterrows()])
+    store.close()
+    root = tmp_path / "bundles"
+    build_bundle(BuildOptions(planted["data"], planted["sasrec"], planted["ncf"], root, content_run=planted["content"],
+                              channels=("sasrec:10", "content:10", f"two_tower:10,run={planted['tower']}")))
+    live = LiveServer(ServerConfig(bundles=root, store=store_url, address="127.0.0.1:0", metrics_port=0,
+                                   watch_interval=0))
+    try:
+        with grpc.insecure_channel(live.target) as channel:
+            reply = pb_grpc.IngestStub(channel).UpsertItems(pb.UpsertItemsRequest(items=[pb.Movie(
+                item_id=5000, title="Brand New Heist (2000)", year=2000, genres=["Action"],
+                plot="explosion chase gun fight car police heist")]), timeout=10)
+            assert reply.inserted == 1
+        pipeline = live.running.holder.served.pipeline
+        new_id = pipeline.catalogue.item_of_raw[5000]
+        assert new_id == dataset.num_items + 1
+        man = load_bundle(root).user_id(2)    # user 2 rated action movies only
+        context = pipeline.context_of(2)
+        assert context.user == man and len(context.allowed) == dataset.num_items + 2
+        channels = {c.name: c for c in pipeline.bundle.recaller.channels}
+        assert new_id in channels["content"].retrieve(context, 10, context.allowed).items.tolist()
+        woman = pipeline.context_of(1)
+        assert new_id not in channels["content"].retrieve(woman, 10, woman.allowed).items.tolist()
+        for name in ("sasrec", "two_tower"):   # in their indexes too, with vectors from content
+            everything = channels[name].retrieve(context, dataset.num_items + 1, context.allowed)
+            assert new_id in everything.items.tolist(), name
+    finally:
+        live.stop()

@@ -185,7 +185,7 @@ def test_upserts_validate_count_and_stamp_changes(store):
     assert (result.inserted, result.updated) == (1, 0)
     assert [r.index for r in result.rejected] == [1, 2, 3, 4]
     assert store.upsert_items([ItemRecord(500, "A2", 2002)]).updated == 1
-    assert [row[1:] for row in store.items_after(change)] == [(500, "A2", 2002, "")]
+    assert [row[1:] for row in store.items_after(change)] == [(500, "A2", 2002, "", "")]
     users = store.upsert_users([UserRecord(9, "F", 30, "writer", "12345"), UserRecord(10, "X"),
                                 UserRecord(11, age=200)])
     assert users.inserted == 1 and [r.index for r in users.rejected] == [1, 2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from movierec.files import SavedArrays
+from movierec.tables import grown
 
 
 class NCFScorer(SavedArrays):
@@ -29,6 +30,14 @@ class NCFScorer(SavedArrays):
         self.gmf_fusion, self.mlp_fusion = a["gmf_fusion"], a["mlp_fusion"]
         self.tower = [(a[f"tower_w{j}"], a[f"tower_b{j}"]) for j in range(max(int(a["tower_depth"]), 0))]
         self.fusion_out_w, self.fusion_out_b = a["fusion_out_w"], a["fusion_out_b"]
+
+    def grow(self, count: int) -> None:
+        """Room for `count` movies added while serving: each scored as the average movie."""
+        for key in ("item_gmf", "item_mlp_first", "item_fusion"):
+            if self.arrays.get(key) is not None:
+                self.arrays[key] = grown(self.arrays[key], count, fill="mean")
+        self.item_gmf, self.item_fusion = self.arrays["item_gmf"], self.arrays["item_fusion"]
+        self.item_mlp_first = self.arrays.get("item_mlp_first")
 
     def recall_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(user queries, item vectors) for an inner-product recall channel on the GMF path.

@@ -33,6 +33,16 @@ class TwoTowerScorer(SavedArrays):
         hidden = np.maximum(x @ a["user_w1"] + a["user_b1"], 0)
         return _l2(hidden @ a["user_w2"] + a["user_b2"]).astype(np.float32)
 
+    def grow(self, genres: np.ndarray, years: np.ndarray, content: np.ndarray | None) -> np.ndarray:
+        """Append movies the model has no id of (`movie_vectors`); returns their vectors."""
+        if content is None and "content_w" in self.arrays:
+            content = np.zeros((len(genres), self.arrays["content_w"].shape[0]), np.float32)
+        vectors = self.movie_vectors(genres, years, content)
+        a = self.arrays
+        a["item_vectors"] = self.item_vectors = np.concatenate([self.item_vectors, vectors])
+        a["item_ids"] = np.concatenate([a["item_ids"], np.zeros((len(genres), a["item_ids"].shape[1]), np.float32)])
+        return vectors
+
     def movie_vectors(self, genres: np.ndarray, years: np.ndarray, content: np.ndarray | None) -> np.ndarray:
         """The movie tower for movies it has no id embedding of: (N, D) from the multi-hot
         `genres`, release `years` and `content` vectors (when the model reads them)."""

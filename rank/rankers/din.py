@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from movierec.files import SavedArrays
+from movierec.tables import grown
 from movierec.rank.learned import LearnedRanker
 
 
@@ -30,6 +31,12 @@ class DINScorer(SavedArrays):
         self.item_attention = a["item_attention"]   # (I+1, A) candidate part of the activation unit, bias in
         self.item_output = a["item_output"]         # (I+1, H) candidate part of the output layer, bias in
         self.columns, self.mean, self.scale = a["dense_columns"], a["dense_mean"], a["dense_scale"]
+
+    def grow(self, count: int) -> None:
+        for key in ("item_vectors", "item_attention", "item_output"):
+            self.arrays[key] = grown(self.arrays[key], count, fill="mean")
+        self.vectors, self.item_attention = self.arrays["item_vectors"], self.arrays["item_attention"]
+        self.item_output = self.arrays["item_output"]
 
     def score(self, sequence: np.ndarray, items: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """Logits of `items` after `sequence` (oldest first); `matrix` their feature rows."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from movierec.models.ncf.scorer import NCFScorer
-from movierec.recall.component import BuildInputs, ComponentFiles
+from movierec.recall.component import AddedItems, BuildInputs, ComponentFiles
 from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
 
@@ -28,6 +28,9 @@ class NCFRanker:
         from movierec.models.ncf.training import exported_scorer
 
         return cls(*inputs.shared("ncf", lambda: exported_scorer(inputs.dataset, inputs.run("ncf"))))
+
+    def grow(self, added: AddedItems) -> None:
+        self.scorer.grow(len(added))
 
     def export(self, files: ComponentFiles) -> dict:
         self.scorer.save(files.path("scorer.npz"))

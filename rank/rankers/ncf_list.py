@@ -26,6 +26,9 @@ class CandidateNCFScorer(SavedArrays):
         self.mean, self.scale = arrays["dense_mean"], arrays["dense_scale"]
         self.weight = arrays["dense_weight"]      # (len(columns), fusion width)
 
+    def grow(self, count: int) -> None:
+        self.ncf.grow(count)
+
     def score(self, user: int, user_features: np.ndarray, items: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         fused = self.ncf.fusion_input(user, user_features, items)
         fused += ((matrix[:, self.columns] - self.mean) * self.scale) @ self.weight

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from movierec.options import option
-from movierec.recall.component import BuildInputs, ComponentFiles, parse_params
+from movierec.recall.component import AddedItems, BuildInputs, ComponentFiles, parse_params
 from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
 
@@ -41,6 +41,9 @@ class RecallRanker:
         settings = parse_params(RecallParams, params, cls.name)
         inputs.need_channel(settings.channel, "the recall ranker")
         return cls(settings)
+
+    def grow(self, added: AddedItems) -> None:
+        """Nothing per movie: the channel's own scores order them."""
 
     def export(self, files: ComponentFiles) -> dict:
         return {"params": asdict(self.params)}

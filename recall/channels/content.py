@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from movierec.options import option
+from movierec.tables import grown
 
 from ..channel import Candidates
-from ..component import BuildInputs, ComponentFiles, open_index, parse_params, save_index
+from ..component import AddedItems, BuildInputs, ComponentFiles, open_index, parse_params, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
 
@@ -61,6 +62,14 @@ class ContentChannel:
     def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None:
         query = self.query(context)
         return None if query is None else Candidates(*top_k(self.index, query, k, allowed))
+
+    def grow(self, added: AddedItems) -> None:
+        """Added movies are found by their content at once: the channel for new movies."""
+        if added.content is None:
+            self.vectors = grown(self.vectors, len(added))
+            return
+        self.vectors = grown(self.vectors, added.content)
+        self.index = self.index.with_added(added.content, added.ids)
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "ContentChannel":

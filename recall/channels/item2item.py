@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from movierec.options import option
+from movierec.tables import grown
 
 from ..channel import Candidates
-from ..component import BuildInputs, ComponentFiles, parse_params
+from ..component import AddedItems, BuildInputs, ComponentFiles, parse_params
 from ..context import ItemMask, RequestContext
 
 
@@ -77,6 +78,10 @@ class Item2ItemChannel:
         candidates = np.flatnonzero(totals > 0)
         top = candidates[np.argsort(-totals[candidates], kind="stable")[:k]]
         return Candidates(top.astype(np.int64), totals[top])
+
+    def grow(self, added: AddedItems) -> None:
+        self.neighbour_ids = grown(self.neighbour_ids, len(added))     # no neighbours yet (id 0 scores nothing)
+        self.neighbour_scores = grown(self.neighbour_scores, len(added))
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "Item2ItemChannel":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from movierec.tables import grown
+
 from ..channel import Candidates
-from ..component import BuildInputs, ComponentFiles, open_index, save_index
+from ..component import AddedItems, BuildInputs, ComponentFiles, open_index, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
 
@@ -32,6 +34,9 @@ class NCFChannel:
         if context.user <= 0:
             return None
         return Candidates(*top_k(self.index, self.user_queries[context.user], k, allowed))
+
+    def grow(self, added: AddedItems) -> None:
+        self.item_vectors = grown(self.item_vectors, len(added))   # no GMF vector: scored 0, never recalled
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "NCFChannel":

@@ -14,9 +14,10 @@ import numpy as np
 from movierec.dataset.posters import catalogue_posters, load_posters
 from movierec.files import sha256_file
 from movierec.options import option
+from movierec.tables import grown
 
 from ..channel import Candidates
-from ..component import BuildInputs, ComponentFiles, open_index, save_index, parse_params
+from ..component import AddedItems, BuildInputs, ComponentFiles, open_index, parse_params, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
 
@@ -76,6 +77,10 @@ class PosterChannel:
     def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates | None:
         query = self.query(context)
         return None if query is None else Candidates(*top_k(self.index, query, k, allowed))
+
+    def grow(self, added: AddedItems) -> None:
+        self.vectors = grown(self.vectors, len(added))        # without a poster here: not scored
+        self.has_poster = grown(self.has_poster, len(added))
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "PosterChannel | None":

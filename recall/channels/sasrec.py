@@ -13,9 +13,10 @@ import numpy as np
 from movierec.files import sha256_file
 from movierec.models.sasrec.config import SASRecConfig
 from movierec.models.sasrec.inference import SASRecInference, SASRecUsers
+from movierec.tables import grown
 
 from ..channel import Candidates
-from ..component import BuildInputs, ComponentFiles, open_index, save_index
+from ..component import AddedItems, BuildInputs, ComponentFiles, open_index, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
 
@@ -101,6 +102,15 @@ class SASRecChannel:
         users, item_vectors, source = trained_users(inputs)
         index = build_index(item_vectors[1:], np.arange(1, len(item_vectors)), inputs.index)
         return cls(index, users, inputs.index, source)
+
+    def grow(self, added: AddedItems) -> None:
+        """Added movies get their SASRec vectors from the content map (then they are recalled
+        and read in histories like any other), else zero vectors (never recalled)."""
+        weights = self.users.inference.w
+        rows = added.mapped if added.mapped is not None else len(added)
+        weights["item_emb.weight"] = grown(weights["item_emb.weight"], rows)
+        if added.mapped is not None:
+            self.index = self.index.with_added(added.mapped, added.ids)
 
     def export(self, files: ComponentFiles) -> dict:
         save_users(files, self.users)

@@ -18,7 +18,7 @@ from movierec.models.two_tower.scorer import TwoTowerScorer
 from movierec.options import option
 
 from ..channel import Candidates
-from ..component import BuildInputs, ComponentError, ComponentFiles, open_index, parse_params, save_index
+from ..component import AddedItems, BuildInputs, ComponentError, ComponentFiles, open_index, parse_params, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
 
@@ -48,6 +48,11 @@ class TwoTowerChannel:
 
     def retrieve(self, context: RequestContext, k: int, allowed: ItemMask) -> Candidates:
         return Candidates(*top_k(self.index, self.query(context), k, allowed))
+
+    def grow(self, added: AddedItems) -> None:
+        """The movie tower gives added movies their vectors from genres, year and content."""
+        vectors = self.scorer.grow(added.genres, added.years, added.content)
+        self.index = self.index.with_added(vectors, added.ids)
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "TwoTowerChannel":

@@ -83,6 +83,9 @@ class VectorIndex(Protocol):
 
     def save(self, path: Path) -> None: ...
 
+    def with_added(self, vectors: np.ndarray, ids: np.ndarray) -> "VectorIndex":
+        """A new index holding these rows too (items added while serving); this one is unchanged."""
+
 
 def build_index(vectors: np.ndarray, ids: np.ndarray, config: IndexConfig) -> VectorIndex:
     return INDEXES.get(config.backend).build(vectors, ids, config)

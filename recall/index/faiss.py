@@ -131,6 +131,12 @@ class FaissIndex:
         index = self.index if self.device == "cpu" else faiss.index_gpu_to_cpu(self.index)
         faiss.write_index(index, str(path))
 
+    def with_added(self, vectors: np.ndarray, ids: np.ndarray) -> "FaissIndex":
+        """A copy with more rows; searches on this one go on undisturbed."""
+        index = faiss.clone_index(self.index if self.device == "cpu" else faiss.index_gpu_to_cpu(self.index))
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+        return type(self)._placed(index, self.device != "cpu")
+
     @classmethod
     def load(cls, path: str | Path, config: IndexConfig, use_gpu: bool | None = None) -> "FaissIndex":
         try:
