@@ -59,13 +59,13 @@ class Bundle(Catalogue):
 
     def context(self, user: int, user_features: np.ndarray | None = None, recent: np.ndarray = NO_ITEMS,
                 exclude: np.ndarray = NO_ITEMS, filters: ItemMask | None = None,
-                num_items: int | None = None) -> RequestContext:
+                num_items: int | None = None, recent_ratings: np.ndarray | None = None) -> RequestContext:
         """The request context of contiguous user `user` (0 = unknown); a known user's side
         features are the stored ones unless given. `num_items`: the catalogue's size when movies
         joined it while serving (default: the bundle's)."""
         features = self.user_features[user] if user_features is None else user_features
         return RequestContext.build(num_items or self.num_items, self.histories, user, features, recent, exclude,
-                                    filters)
+                                    filters, recent_ratings)
 
 
 def verify(path: Path) -> dict:

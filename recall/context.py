@@ -64,12 +64,13 @@ class RequestContext:
     user_features: np.ndarray    # (4,) codes of `dataset.features.USER_FEATURES`
     blocked: ItemMask            # never returned: padding, history, recent, excluded
     allowed: ItemMask            # may be returned: not blocked, and passing the filters
+    recent_ratings: np.ndarray | None = None  # the recent items' ratings where known (else RECENT_RATING)
     memo: dict = field(default_factory=dict, repr=False)  # per-request work of the components, made once
 
     @classmethod
     def build(cls, num_items: int, histories: Histories, user: int, user_features: np.ndarray,
               recent: np.ndarray = NO_ITEMS, exclude: np.ndarray = NO_ITEMS,
-              filters: ItemMask | None = None) -> "RequestContext":
+              filters: ItemMask | None = None, recent_ratings: np.ndarray | None = None) -> "RequestContext":
         """A user with no history (one whose ratings all came after a bundle's time cut) is served
         as a new user with the given side features: the context's user is 0."""
         history = histories.of(user) if user else NO_ITEMS
@@ -78,7 +79,7 @@ class RequestContext:
         ratings = histories.ratings_of(user) if user else np.zeros(0, dtype=np.int8)
         blocked = ItemMask.of(num_items, history, recent, exclude)
         allowed = ~blocked if filters is None else (~blocked) & filters
-        return cls(user, history, ratings, recent, user_features, blocked, allowed)
+        return cls(user, history, ratings, recent, user_features, blocked, allowed, recent_ratings)
 
     def once(self, key: str, make):
         """`make()`, computed once per request: a channel's query serves its retrieval and its
@@ -94,7 +95,8 @@ class RequestContext:
 
     @cached_property
     def sequence_ratings(self) -> np.ndarray:
-        """Ratings aligned with `sequence` (recent items as RECENT_RATING)."""
+        """Ratings aligned with `sequence` (recent items without a known rating as RECENT_RATING)."""
         if not len(self.recent):
             return self.history_ratings
-        return np.concatenate([self.history_ratings, np.full(len(self.recent), RECENT_RATING)])
+        recent = self.recent_ratings if self.recent_ratings is not None else np.full(len(self.recent), RECENT_RATING)
+        return np.concatenate([self.history_ratings, recent])

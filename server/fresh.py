@@ -31,6 +31,7 @@ from movierec.store.events import EventStore
 log = logging.getLogger("movierec.server")
 
 SLOT_NAMES = ("popular", "new")
+NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int8))
 EVENTS_PER_READ = 100_000
 
 
@@ -49,20 +50,21 @@ class FreshState:
     seq: int                  # events up to this log position are in the bundle or applied here
     change: int               # catalogue changes up to here are applied
     ranking_id: int = 0
-    events_of: dict = field(default_factory=dict)      # raw user -> list of catalogue ids, oldest first
+    events_of: dict = field(default_factory=dict)      # raw user -> list of (catalogue id, rating), oldest first
     last_seq: dict = field(default_factory=dict)       # raw user -> seq of their latest event
     rankings_of: dict = field(default_factory=dict)    # raw user -> (through_seq, UserRanking)
     features_of: dict = field(default_factory=dict)    # raw user -> (gender, age, occupation, zip code)
     _arrays: dict = field(default_factory=dict)
 
-    def events(self, user: int) -> np.ndarray:
-        """The user's fresh events as catalogue ids, oldest first (empty for most users)."""
+    def events(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """The user's fresh events as (catalogue ids, ratings), oldest first (empty for most users)."""
         found = self._arrays.get(user)
         if found is None:
-            items = self.events_of.get(user)
-            if items is None:
-                return np.zeros(0, np.int64)
-            found = self._arrays[user] = np.array(items, dtype=np.int64)
+            events = self.events_of.get(user)
+            if events is None:
+                return NO_EVENTS
+            found = self._arrays[user] = (np.array([item for item, _ in events], dtype=np.int64),
+                                          np.array([rating for _, rating in events], dtype=np.int8))
         return found
 
     def ranking(self, user: int) -> UserRanking | None:
@@ -85,10 +87,10 @@ class FreshState:
             self.features_of[user] = (gender, age, occupation, zip_code)
             self.change = max(self.change, change)
         item_of_raw = pipeline.catalogue.item_of_raw
-        for seq, user, item, _ in changes.events:
+        for seq, user, item, rating in changes.events:
             if seq <= self.seq:
                 continue
-            self.events_of.setdefault(user, []).append(item_of_raw[item])
+            self.events_of.setdefault(user, []).append((item_of_raw[item], rating))
             self.last_seq[user] = seq
             self._arrays.pop(user, None)
             self.seq = seq

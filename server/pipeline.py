@@ -21,7 +21,7 @@ from movierec.errors import MovieRecError, echo
 from movierec.rank.precomputed import UserRanking
 from movierec.rank.ranker import order_pool, rank
 from movierec.recall.component import AddedItems
-from movierec.recall.context import NO_ITEMS, ItemMask, RequestContext
+from movierec.recall.context import NO_ITEMS, RECENT_RATING, ItemMask, RequestContext
 
 from .catalogue import ServedCatalogue
 
@@ -216,13 +216,16 @@ class Pipeline:
         and rank know the bundle's items; items added since are blocked or filtered in the
         blender's part of the mask only."""
         user = self.user_of_raw.get(raw_user, 0)
-        events = self.fresh.events(raw_user) if self.fresh is not None else NO_ITEMS
+        events, ratings = self.fresh.events(raw_user) if self.fresh is not None else (NO_ITEMS, None)
         features = None if user else self._side_features(inp, raw_user)
         known = self.recalled_items()
         limit = known + 1
         seen = np.concatenate([events, recent]) if len(events) else recent
-        context = self.bundle.context(user, features, seen[seen < limit], exclude[exclude < limit],
-                                      None if filters is None else ItemMask(filters[:limit]), known)
+        seen_ratings = np.concatenate([ratings, np.full(len(recent), RECENT_RATING)]) if len(events) else None
+        keep = seen < limit
+        context = self.bundle.context(user, features, seen[keep], exclude[exclude < limit],
+                                      None if filters is None else ItemMask(filters[:limit]), known,
+                                      seen_ratings[keep] if seen_ratings is not None else None)
         return context, events, seen
 
     def recalled_items(self) -> int:

@@ -244,8 +244,8 @@ def test_feedback_is_in_the_next_recommend_as_history_then_from_a_stored_ranking
     server, recommender, ingest = live
     before = recommender.Recommend(pb.RecommendRequest(user_id=5, n=10), timeout=10)
     watched = _personalized(before)[:2]
-    reply = ingest.AddFeedback(pb.AddFeedbackRequest(events=[
-        _event(f"w5-{i}", 5, i, kind=pb.EVENT_KIND_WATCH) for i in watched]), metadata=AUTH, timeout=10)
+    loved = [_event(f"w5-{i}", 5, i, rating=5) for i in watched]   # as a request's recent items count: liked
+    reply = ingest.AddFeedback(pb.AddFeedbackRequest(events=loved), metadata=AUTH, timeout=10)
     assert (reply.accepted, reply.duplicates, list(reply.rejected)) == (2, 0, [])
     after = recommender.Recommend(pb.RecommendRequest(user_id=5, n=10), timeout=10)
     assert after.known_user and not set(watched) & {i.item_id for i in after.items}
@@ -257,8 +257,7 @@ def test_feedback_is_in_the_next_recommend_as_history_then_from_a_stored_ranking
     stored = recommender.Recommend(pb.RecommendRequest(user_id=5, n=10), timeout=10)
     assert [i.item_id for i in stored.items] == expected.items.tolist()
     # redelivery changes nothing
-    again = ingest.AddFeedback(pb.AddFeedbackRequest(events=[
-        _event(f"w5-{i}", 5, i, kind=pb.EVENT_KIND_WATCH) for i in watched]), metadata=AUTH, timeout=10)
+    again = ingest.AddFeedback(pb.AddFeedbackRequest(events=loved), metadata=AUTH, timeout=10)
     assert (again.accepted, again.duplicates) == (0, 2)
 
 
@@ -458,3 +457,16 @@ def test_data_imports_into_the_store_and_build_reads_a_snapshot_of_it(store_url,
                                 "--as-of", "2000-01-01"])
     assert as_of.exit_code == 2 and "holds no event stored by then" in as_of.output, as_of.output
     store.close()
+
+
+def test_a_disliked_item_is_seen_but_not_taken_as_liked(live):
+    server, recommender, ingest = live
+    ingest.AddFeedback(pb.AddFeedbackRequest(events=[_event("dislike-7", 7, 50, kind=pb.EVENT_KIND_DISLIKE),
+                                                     _event("like-7", 7, 181, kind=pb.EVENT_KIND_LIKE)]),
+                       metadata=AUTH, timeout=10)
+    pipeline = server.running.holder.served.pipeline
+    context = pipeline.context_of(7)
+    bundle = pipeline.bundle
+    assert bundle.item_raw_ids()[context.sequence[-2:]].tolist() == [50, 181]
+    assert context.sequence_ratings[-2:].tolist() == [1, 5]
+    assert not {50, 181} & {i.item_id for i in recommender.Recommend(pb.RecommendRequest(user_id=7, n=50)).items}
