@@ -291,10 +291,21 @@ class Pipeline:
                 orders[slot] = "group" if by_group else "global"
         added = self.catalogue.added
         if len(added):
-            new = lists["new"]
-            lists["new"] = SlotList(np.concatenate([added, new.items]),
-                                    np.concatenate([np.ones(len(added), np.float32), new.scores]))
+            lists["new"] = self._with_added(lists["new"], orders["new"], context, added, n)
         return lists, orders
+
+    def _with_added(self, new: SlotList, order: str, context, added: np.ndarray, n: int) -> SlotList:
+        """The new slot with the movies added while serving: where recall and rank know them
+        from their content (a bundle with a content map) and the slot is ordered for the user,
+        in the ranker's order among the rest; else ahead of the rest, newest first."""
+        if self.grows and self.bundle.content is not None and order == "ranker":
+            ordered = order_pool(self.bundle.ranker, context, self.bundle.recaller,
+                                 added[context.allowed.array[added]], 2 * n)
+            if ordered is not None:
+                items, scores = np.concatenate([ordered[0], new.items]), np.concatenate([ordered[1], new.scores])
+                by_score = np.argsort(-scores, kind="stable")
+                return SlotList(items[by_score], scores[by_score])
+        return SlotList(np.concatenate([added, new.items]), np.concatenate([np.ones(len(added), np.float32), new.scores]))
 
     def _reasons(self, blended, orders: dict[str, str], ranked) -> list[str]:
         """Why each item is in the list: its slot, the pool it came from, how the slot was ordered."""
@@ -313,7 +324,8 @@ class Pipeline:
                 pool = "most popular" if order == "global" else f"of the {len(self.popular_pool)} most popular"
                 out.append(f"popular: #{self.popular_rank[item]} {pool}{ordered[order]}")
             elif item > self.catalogue.bundle_items:
-                out.append(f"new ({self.catalogue.years[item]}): added to the catalogue after this bundle was built")
+                out.append(f"new ({self.catalogue.years[item]}): added to the catalogue after this bundle was built"
+                           + (ordered[order] if self.grows and self.bundle.content is not None else ""))
             else:
                 pool = "newest" if order == "global" else f"of the {len(self.new_pool)} newest"
                 out.append(f"new ({self.catalogue.years[item]}): #{self.new_rank[item]} {pool}{ordered[order]}")
