@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from movierec.client.connect import TARGET_HELP
 from movierec.server.app import ServerConfig
 
 from .common import CLIError, console, err_console, parse_ids
@@ -60,7 +61,7 @@ def recommend(
     min_year: int = typer.Option(0, help="Earliest release year."),
     max_year: int = typer.Option(0, help="Latest release year."),
     explain: bool = typer.Option(False, help="Show recall channels and rank scores."),
-    target: str = typer.Option(ServerConfig.address, help="host:port of a `movierec serve`."),
+    target: str = typer.Option(ServerConfig.address, help=TARGET_HELP),
     timeout: float = typer.Option(10.0, help="Deadline in seconds."),
     tls_ca: Optional[Path] = typer.Option(None, help="PEM CA that signed the server's certificate: connect with TLS."),
     tls_cert: Optional[Path] = typer.Option(None, help="PEM client certificate, for a server that requires mutual TLS."),
@@ -121,7 +122,7 @@ def recommend(
 def reload(
     version: str = typer.Option("", help="A version directory under the server's bundle root (empty: re-read "
                                 "`current`)."),
-    target: str = typer.Option(ServerConfig.address, help="host:port of a `movierec serve`."),
+    target: str = typer.Option(ServerConfig.address, help=TARGET_HELP),
     admin_token_file: Optional[Path] = typer.Option(None, help="File with the server's admin bearer token."),
     timeout: float = typer.Option(60.0, help="Deadline in seconds (loading a large bundle takes a while)."),
     tls_ca: Optional[Path] = typer.Option(None, help="PEM CA that signed the server's certificate: connect with TLS."),

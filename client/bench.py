@@ -19,7 +19,7 @@ from movierec.options import option
 from movierec.workdir import BUNDLES, WORKDIR
 
 from . import loadtest
-from .connect import channel
+from .connect import TARGET_HELP, channel
 
 MAX_SECONDS = 3600.0
 MAX_RATE = 100_000.0
@@ -52,7 +52,7 @@ def failures(summary: dict) -> str:
 
 @dataclass
 class BenchConfig:
-    target: str | None = option(None, "host:port of a running `movierec serve`.")
+    target: str | None = option(None, TARGET_HELP)
     spawn: bool = option(False, "Start a server on --bundles for the run, and stop it after.", flag="--spawn")
     server_workers: int = option(1, "With --spawn: server processes (see `serve --workers`).")
     precomputed: bool = option(True, "With --spawn: serve the bundle's offline rankings (--no-precomputed: recall "

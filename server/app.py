@@ -315,6 +315,9 @@ class ServerConfig:
                         "postgresql://...; default: the one the bundle's dataset was written from, if any; 'none': "
                         "none (the Ingest calls are then refused).")
     feed_interval: float = option(0.1, "Seconds between reads of the event store for what other workers wrote.")
+    max_connection_age: float = option(60.0, "Seconds after which a client's connection is closed gracefully: the "
+                                       "client reconnects, so clients spread again over replicas added since "
+                                       "(0 = never).")
     use_precomputed: bool = option(True, "Answer known users' requests without context from the bundle's offline "
                                    "rankings (--no-precomputed: recall and rank every request).",
                                    flag="--precomputed/--no-precomputed")
@@ -331,6 +334,8 @@ class ServerConfig:
             raise ConfigError("--workers must be at least 1")
         if not 0 < self.feed_interval <= 60:
             raise ConfigError("--feed-interval must be between 0 and 60 seconds")
+        if self.max_connection_age < 0:
+            raise ConfigError("--max-connection-age must be at least 0")
         if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS:
             raise ConfigError(f"--slot-pool must be at least 1 and --slot-order one of {', '.join(SLOT_ORDERS)}")
 
@@ -417,9 +422,11 @@ async def start(config: ServerConfig) -> RunningServer:
     reader, writer = stores or (None, None)
     holder = BundleHolder(config.bundles, metrics, config.pipeline_options, reader)
     follower = Follower(reader, holder, config.feed_interval) if reader is not None else None
+    age = [("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
+           ("grpc.max_connection_age_grace_ms", int(config.grace_seconds * 1000))] if config.max_connection_age else []
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                                      ("grpc.so_reuseport", int(config.reuse_port))])
+                                      ("grpc.so_reuseport", int(config.reuse_port)), *age])
     admin = AdminAuth.from_files(config.admin_token_file, config.admin_client_ca)
     service = RecommenderService(holder, metrics, admin)
     ingest = IngestService(writer, holder, follower, admin, metrics, service._abort, service.malformed)
