@@ -22,6 +22,7 @@ removed by the next build.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -86,6 +87,10 @@ class BuildOptions:
     popular_half_life_days: float = option(0.0, "Time-decay the popular list with this half-life (0 = plain counts).")
     slot_pool: int = option(SLOT_POOL, "With the rankings: each user's order of this many of the most popular and "
                             "the newest items, for the popular and new slots (as `serve --slot-pool`).")
+    rankings_store: str = option("", "Where the per-user rankings go: '' (rankings.npz in the bundle) or "
+                                 "redis://host:port/db (one key per user, for more users than a server should "
+                                 "hold in memory; the manifest keeps the URL without its password, the server "
+                                 "may take another from MOVIEREC_RANKINGS_URL).")
     precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
                                        "context skip recall and rank (about 1 ms per user at build time, "
                                        "~2.4 KB per user on disk).")
@@ -242,6 +247,25 @@ def _write_common(tmp: Path, inputs: BuildInputs, options: BuildOptions) -> np.n
     return user_features
 
 
+def _drop_rankings(fragment: dict) -> None:
+    from movierec.rank.ranking_stores import RankingStoreError, RedisRankings
+
+    try:
+        RedisRankings.drop(fragment["url"], fragment["prefix"])
+    except RankingStoreError:
+        pass   # a store that is away keeps the keys; nothing else is lost
+
+
+def _drop_version_rankings(path: Path) -> None:
+    """A pruned version's rankings kept outside its directory."""
+    try:
+        fragment = json.loads((path / MANIFEST).read_text()).get("rankings")
+    except (OSError, ValueError):
+        return
+    if fragment and fragment.get("store") == "redis":
+        _drop_rankings(fragment)
+
+
 def build_bundle(options: BuildOptions, progress: Callable | None = None,
                  fail_after: str | None = None) -> BuildReport:
     """Build every component, write the bundle atomically and switch `current`.
@@ -259,6 +283,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
     tmp = root / f"{TMP_PREFIX}{version}"
     tmp.mkdir()
     timings: dict[str, float] = {}
+    ranking_store = None
     try:
         started = time.perf_counter()
         dataset = load_dataset(options.data_dir).before(options.hold_out_after)
@@ -303,7 +328,13 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
                 pools = {"popular": load_npy(tmp / "popular.npy")[:options.slot_pool],
                          "new": load_npy(tmp / "new.npy")[:options.slot_pool]}
-                precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance).save(tmp / "rankings.npz")
+                rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)
+            if options.rankings_store:
+                from movierec.rank.ranking_stores import RedisRankings
+
+                ranking_store = RedisRankings.write(options.rankings_store, version, rankings)
+            else:
+                rankings.save(tmp / "rankings.npz")
             timings["rankings_seconds"] = time.perf_counter() - started
         if fail_after == "rankings":
             raise BundleError("simulated failure after the rankings")
@@ -328,6 +359,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
                (options.hold_out_last or options.hold_out_after) else {}),
             "popular_half_life_days": options.popular_half_life_days,
             "precomputed_rankings": options.precompute_rankings,
+            **({"rankings": ranking_store} if ranking_store else {}),
             "options": {k: str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "ranker_runs" else v
                         for k, v in asdict(options).items()},
             "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -339,9 +371,11 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         tmp.rename(root / version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if ranking_store:
+            _drop_rankings(ranking_store)
         raise
     switch_current(root, version)
-    pruned = prune(root, options.keep)
+    pruned = prune(root, options.keep, on_remove=_drop_version_rankings)
     return BuildReport(version, root / version, timings,
                        {**manifest, "pruned": pruned, "cleaned_leftovers": leftovers})
 

@@ -64,9 +64,10 @@ def built_versions(root: Path) -> list[tuple[str, str]]:
     return sorted(versions)
 
 
-def prune(root: Path, keep: int) -> list[str]:
+def prune(root: Path, keep: int, on_remove=None) -> list[str]:
     """Remove the oldest built versions beyond the newest `keep`; `current` and the version
-    built before it (the one to roll back to) always stay."""
+    built before it (the one to roll back to) always stay. `on_remove(path)` is called before
+    each version goes (to drop what it keeps outside its directory)."""
     versions = [name for _, name in built_versions(root)]
     current = current_version(root)
     protected = set()
@@ -76,6 +77,8 @@ def prune(root: Path, keep: int) -> list[str]:
     removed = []
     for name in versions[:-keep] if keep > 0 else []:
         if name not in protected:
+            if on_remove is not None:
+                on_remove(root / name)
             shutil.rmtree(root / name, ignore_errors=True)
             removed.append(name)
     return removed

@@ -123,7 +123,7 @@ def _open(path: Path, manifest: dict, with_rankings: bool) -> Bundle:
         popular=load_npy(path / "popular.npy"),
         new=load_npy(path / "new.npy"),
         loaded_at=time.time(),
-        precomputed=_load_rankings(path, len(users), recaller.names) if with_rankings else None,
+        precomputed=_load_rankings(path, manifest, len(users), recaller.names) if with_rankings else None,
         content=_load_content(path),
     )
 
@@ -136,12 +136,21 @@ def _load_content(path: Path):
     return ContentRun.from_arrays(load_npz(path / CONTENT_FILE))
 
 
-def _load_rankings(path: Path, num_users: int, channels: tuple) -> PrecomputedRankings | None:
-    if not (path / "rankings.npz").is_file():
+def _load_rankings(path: Path, manifest: dict, num_users: int, channels: tuple):
+    stored = manifest.get("rankings")
+    if stored and stored.get("store") == "redis":
+        from movierec.rank.ranking_stores import RankingStoreError, RedisRankings
+
+        try:
+            rankings = RedisRankings.open(stored)
+        except RankingStoreError as exc:
+            raise BundleError(f"{path.name}: {exc}") from None
+    elif (path / "rankings.npz").is_file():
+        rankings = PrecomputedRankings.load(path / "rankings.npz")
+    else:
         return None
-    rankings = PrecomputedRankings.load(path / "rankings.npz")
     if rankings.num_users != num_users:
-        raise BundleError(f"{path}: rankings.npz covers {rankings.num_users} users, the bundle has {num_users}")
+        raise BundleError(f"{path}: its rankings cover {rankings.num_users} users, the bundle has {num_users}")
     if rankings.channels != channels:
-        raise BundleError(f"{path}: rankings.npz is for channels {rankings.channels}, the bundle has {channels}")
+        raise BundleError(f"{path}: its rankings are for channels {rankings.channels}, the bundle has {channels}")
     return rankings
