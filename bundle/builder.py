@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -78,7 +78,11 @@ class BuildOptions:
                                 flag="--ranker-run", repeat=True)
     index: str = option("Flat", "FAISS index_factory string of every channel's index: 'Flat' (exact), "
                         "'IVF256,Flat', 'HNSW32', ...")
-    index_search: str = option("", "Search parameters of the index: 'nprobe=16' (IVF), 'efSearch=64' (HNSW).")
+    index_search: str = option("", "Search parameters of the index: 'nprobe=16' (IVF), 'efSearch=64' (HNSW); "
+                               "with Milvus 'nprobe=16', 'ef=64'.")
+    index_store: str = option("", "An index service for every channel's vectors instead of FAISS files in the "
+                              "bundle: milvus://host:port, or a milvus-lite file (--index then names a Milvus "
+                              "index type: FLAT, HNSW,M=16,efConstruction=200, IVF_FLAT,nlist=128).")
     keep: int = option(3, "Bundle versions to keep (the current one always stays).")
     hold_out_last: int = option(0, "Leave each user's last N items out of the bundle, to evaluate on them "
                                 "(1: the test item, 2: the validation item, of the runs' leave-last-out split).")
@@ -256,14 +260,27 @@ def _drop_rankings(fragment: dict) -> None:
         pass   # a store that is away keeps the keys; nothing else is lost
 
 
-def _drop_version_rankings(path: Path) -> None:
-    """A pruned version's rankings kept outside its directory."""
+def _drop_indexes(fragments: list[dict]) -> None:
+    from movierec.recall.index.milvus import MilvusError, drop_collection
+
+    for fragment in fragments:
+        config = IndexConfig.from_dict(fragment["index"]) if "index" in fragment else None
+        if config is not None and config.backend == "milvus":
+            try:
+                drop_collection(config)
+            except MilvusError:
+                pass   # a service that is away keeps the collection; nothing else is lost
+
+
+def _drop_outside(path: Path) -> None:
+    """What a pruned version keeps outside its directory: rankings in Redis, Milvus collections."""
     try:
-        fragment = json.loads((path / MANIFEST).read_text()).get("rankings")
+        manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
         return
-    if fragment and fragment.get("store") == "redis":
-        _drop_rankings(fragment)
+    if (manifest.get("rankings") or {}).get("store") == "redis":
+        _drop_rankings(manifest["rankings"])
+    _drop_indexes(manifest.get("recall", {}).get("channels", []))
 
 
 def build_bundle(options: BuildOptions, progress: Callable | None = None,
@@ -274,7 +291,8 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
     `fail_after` names a stage of FAIL_STAGES after which to raise: tests use it to check that
     a build failing midway leaves the previous bundle in place."""
     specs, ranker_spec = _component_specs(options)
-    index_config = IndexConfig.parse(options.index, options.index_search)
+    index_config = IndexConfig.parse(options.index, options.index_search, "milvus" if options.index_store else "faiss",
+                                     options.index_store)
     check_index(index_config)
     root = options.bundles
     root.mkdir(parents=True, exist_ok=True)
@@ -301,7 +319,8 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         channels, fragments, left_out = [], [], []
         for spec in specs:
             started = time.perf_counter()
-            channel = CHANNELS.get(spec.name).build(inputs, spec.params)
+            channel = CHANNELS.get(spec.name).build(replace(inputs, index=index_config.named(version, spec.name)),
+                                                    spec.params)
             if channel is None:
                 left_out.append(spec.name)
                 continue
@@ -373,9 +392,17 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
         if ranking_store:
             _drop_rankings(ranking_store)
+        if index_config.backend == "milvus":
+            _drop_indexes([{"index": index_config.named(version, spec.name).to_dict()} for spec in specs])
         raise
     switch_current(root, version)
-    pruned = prune(root, options.keep, on_remove=_drop_version_rankings)
+    if index_config.backend == "milvus":
+        from movierec.recall.index.milvus import point_alias
+
+        for fragment in fragments:
+            if "index" in fragment:
+                point_alias(IndexConfig.from_dict(fragment["index"]), fragment["name"])
+    pruned = prune(root, options.keep, on_remove=_drop_outside)
     return BuildReport(version, root / version, timings,
                        {**manifest, "pruned": pruned, "cleaned_leftovers": leftovers})
 

@@ -8,6 +8,7 @@ parameters), and the loader opens the index with the same backend. FAISS is the 
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..context import ItemMask
 
 INDEXES = Registry("vector index", {
     "faiss": "movierec.recall.index.faiss:FaissIndex",
+    "milvus": "movierec.recall.index.milvus:MilvusIndex",
 })
 
 
@@ -30,9 +32,11 @@ class IndexConfig:
     backend: str = "faiss"
     factory: str = "Flat"                        # the backend's build string
     search: dict = field(default_factory=dict)   # search-time parameters, e.g. {"nprobe": 16}
+    location: str = ""                           # an index service's address (milvus://host:port); "" in the bundle
+    name: str = ""                               # the index's name there (one per channel and version)
 
     @classmethod
-    def parse(cls, factory: str, search: str = "", backend: str = "faiss") -> "IndexConfig":
+    def parse(cls, factory: str, search: str = "", backend: str = "faiss", location: str = "") -> "IndexConfig":
         """From CLI text: a build string and 'name=value,...' search parameters."""
         params = {}
         for item in filter(None, (part.strip() for part in search.split(","))):
@@ -44,14 +48,23 @@ class IndexConfig:
             if not sep or not name.strip() or number is None or number <= 0:
                 raise ConfigError(f"index search parameters are name=positive number, not {item!r}")
             params[name.strip()] = int(number) if number.is_integer() else number
-        return cls(backend, factory.strip(), params)
+        return cls(backend, factory.strip(), params, location)
 
     @classmethod
     def from_dict(cls, saved: dict) -> "IndexConfig":
-        return cls(saved["backend"], saved["factory"], dict(saved.get("search", {})))
+        return cls(saved["backend"], saved["factory"], dict(saved.get("search", {})), saved.get("location", ""),
+                   saved.get("name", ""))
 
     def to_dict(self) -> dict:
-        return {"backend": self.backend, "factory": self.factory, "search": dict(self.search)}
+        return {"backend": self.backend, "factory": self.factory, "search": dict(self.search),
+                **({"location": self.location, "name": self.name} if self.location else {})}
+
+    def named(self, version: str, component: str) -> "IndexConfig":
+        """The config of one component's index in one bundle version (a name an index service
+        accepts: letters, digits and underscores)."""
+        from dataclasses import replace
+
+        return replace(self, name=re.sub(r"[^0-9A-Za-z_]", "_", f"m_{version}_{component}"))
 
     def __str__(self) -> str:
         search = ",".join(f"{k}={v}" for k, v in sorted(self.search.items()))
