@@ -13,9 +13,11 @@ versions it prunes.
 
 Excluding what a request may not get: over-fetching k plus the number of blocked items and
 dropping them here, or a filter expression inside Milvus (`id in [...]` / `id not in [...]`,
-whichever list is shorter). `bench/milvus_exclusion.py` measures both; over-fetching wins while
-the blocked items are few (a user's history), the filter when a request's filters leave few
-items allowed, so `search` takes the filter only past OVERFETCH_LIMIT blocked items.
+whichever list is shorter). `bench/milvus_exclusion.py` measured both (ML-100K's SASRec vectors
+in milvus-lite, k = 400): the expression was as fast or faster at every size, 19.7 against 21.3
+ms with 50 items blocked and 25.9 against 62.1 ms with 1,000, since fetching more rows out of
+Milvus costs more than filtering inside it. So `search` filters whenever anything is blocked
+(OVERFETCH_LIMIT = 0 blocked items; raise it to over-fetch below a count).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from movierec.errors import ConfigError, MovieRecError
 
 from ..context import ItemMask
 
-OVERFETCH_LIMIT = 2000
+OVERFETCH_LIMIT = 0
 INSERT_BATCH = 5000
 ALIAS = "movierec_{channel}"
 
