@@ -14,12 +14,14 @@ from movierec.models.runs import TEST_SEED, evaluate_run, train_run
 from movierec.client.quality import QualityConfig
 from movierec.models.sasrec.config import SASRecConfig
 from movierec.models.two_tower.config import TwoTowerConfig
+from movierec.training.distributed import Processes
 from movierec.workdir import DEFAULT_DATA, run_dir as default_run_dir
 
 from .common import CLIError, console, metrics_table, progress
 
 DATA_OPTION = typer.Option(DEFAULT_DATA, "--data", help="Normalised dataset (from `movierec data`).")
 RESUME_OPTION = typer.Option(True, help="Continue from the run directory's last checkpoint.")
+LAUNCH_LOGS = "launch-logs"   # each training process' log, with --nproc
 
 
 def report_epoch(state, record) -> None:
@@ -36,6 +38,8 @@ def run(model: str, data_dir: Path, run_dir: Path, config, posters: Optional[Pat
     """Train (or resume) and print the test table, as `movierec train MODEL` does."""
     metrics = train_run(model, data_dir, run_dir, config, posters=posters, resume=resume, say=console.print,
                         progress=progress, on_epoch=report_epoch, content_run=content_run)
+    if not metrics:   # one of several training processes: the first reports
+        return metrics
     console.print(metrics_table(f"test ({metrics['dataset']}, best epoch {metrics['best_epoch']} of "
                                 f"{metrics['epochs_run']})", metrics["test"], [10]))
     console.print(f"metrics: {run_dir / 'metrics.json'}   curves: {run_dir / 'curves.png'}")
@@ -44,17 +48,21 @@ def run(model: str, data_dir: Path, run_dir: Path, config, posters: Optional[Pat
 
 def train_sasrec(
     config: SASRecConfig,
+    processes: Processes,
     data_dir: Path = DATA_OPTION,
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
                                            "(default: movierec-work/runs/sasrec-<data>-<loss>)."),
     resume: bool = RESUME_OPTION,
 ):
     """Train SASRec with checkpoints (best on validation), resumable, on CPU or GPU."""
-    run("sasrec", data_dir, run_dir or default_run_dir("sasrec", data_dir, config.loss), config, resume=resume)
+    run_dir = run_dir or default_run_dir("sasrec", data_dir, config.loss)
+    if not processes.launch_here(run_dir / LAUNCH_LOGS):
+        run("sasrec", data_dir, run_dir, config, resume=resume)
 
 
 def train_ncf(
     config: NCFConfig,
+    processes: Processes,
     data_dir: Path = DATA_OPTION,
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
                                            "(default: movierec-work/runs/ncf-<data>)."),
@@ -68,12 +76,14 @@ def train_ncf(
     from dataclasses import replace
 
     posters = posters if use_posters else None
-    run("ncf", data_dir, run_dir or default_run_dir("ncf", data_dir), replace(config, posters=posters is not None),
-        posters=posters, resume=resume)
+    run_dir = run_dir or default_run_dir("ncf", data_dir)
+    if not processes.launch_here(run_dir / LAUNCH_LOGS):
+        run("ncf", data_dir, run_dir, replace(config, posters=posters is not None), posters=posters, resume=resume)
 
 
 def train_two_tower(
     config: TwoTowerConfig,
+    processes: Processes,
     data_dir: Path = DATA_OPTION,
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, metrics and curves go here "
                                            "(default: movierec-work/runs/two_tower-<data>)."),
@@ -84,8 +94,9 @@ def train_two_tower(
     """Train the two-tower recall model (user tower: side features, id, recent items; movie
     tower: id, genres, year, content) with in-batch sampled softmax, logQ correction and hard
     negatives; it serves new users from side features alone."""
-    run("two_tower", data_dir, run_dir or default_run_dir("two_tower", data_dir), config, resume=resume,
-        content_run=content_run)
+    run_dir = run_dir or default_run_dir("two_tower", data_dir)
+    if not processes.launch_here(run_dir / LAUNCH_LOGS):
+        run("two_tower", data_dir, run_dir, config, resume=resume, content_run=content_run)
 
 
 def train_content(
@@ -104,12 +115,16 @@ def train_content(
     console.print(f"content run: {run_dir}")
 
 
-def train_ranker(config: RankerConfig):
+def train_ranker(config: RankerConfig, processes: Processes):
     """Train a ranker on what a held-out bundle's recall hands it (one positive per user, the
     other candidates as hard negatives), and score it beside the recall order on validation
     users; `movierec build --ranker-run` serves the winner."""
     from movierec.models.ranker.train import train_ranker as train
 
+    if config.ranker == "lgbm" and (processes.nproc > 1 or processes.nnodes > 1):
+        raise CLIError("--nproc and --nnodes train the Paddle rankers (ncf, din); LightGBM trains in one process")
+    if processes.launch_here(config.run_dir.parent / f"{config.run_dir.name}-{LAUNCH_LOGS}"):
+        return
     train(config, say=console.print, progress=progress)
     console.print(f"ranker run: {config.run_dir}")
 

@@ -105,9 +105,12 @@ def prepare_run(data_dir: Path, run_dir: Path, resume: bool, hold_out_after: str
     """What every training run does first: start over unless resuming, pick the device, load
     the split and the validation task."""
     from movierec.device import use_paddle_device
+    from movierec.training.distributed import barrier, is_main, start
 
-    if not resume and run_dir.exists():
+    start()   # joins the other processes when launched with --nproc
+    if not resume and run_dir.exists() and is_main():
         shutil.rmtree(run_dir)
+    barrier()
     device = use_paddle_device()
     data = load_split(data_dir, hold_out_after)
     signature = data.dataset.signature()
@@ -115,8 +118,10 @@ def prepare_run(data_dir: Path, run_dir: Path, resume: bool, hold_out_after: str
     if recorded is not None and recorded != signature:
         raise ConfigError(f"{run_dir} was trained on another catalogue ({recorded['users']['count']:,} users, "
                           f"{recorded['items']['count']:,} items); train a new run, or give --no-resume")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / DATASET_FILE, signature)
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / DATASET_FILE, signature)
+    barrier()
     task = build_task(data.split, "valid", data.sequences, data.dataset.num_items)
     return Prepared(device, data, task)
 
@@ -201,8 +206,16 @@ def train_run(model: str, data_dir: Path, run_dir: Path, config, posters: Path |
                                    progress=progress, on_epoch=on_epoch)
     else:
         raise ConfigError(f"no such model to train: {model!r}")
+    from movierec.training.distributed import is_main, parameters_digest, world
+
+    rank, size = world()
     say(f"training {DISPLAY[model]}{details} on {dataset.name} ({dataset.num_users:,} users, "
-        f"{dataset.num_items:,} items{posters_note}), device {prepared.device}, run dir {run_dir}")
+        f"{dataset.num_items:,} items{posters_note}), device {prepared.device}, run dir {run_dir}"
+        + (f", process {rank + 1} of {size}" if size > 1 else ""))
     started = time.perf_counter()
-    _, state = fit()
+    trained, state = fit()
+    if size > 1:
+        say(f"process {rank} of {size}: parameters sha256 {parameters_digest(trained)}")
+    if not is_main():
+        return {}
     return finish_run(model, prepared, data_dir, run_dir, state, time.perf_counter() - started)

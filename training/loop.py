@@ -18,6 +18,7 @@ from movierec.files import write_json
 from .checkpoints import (CheckpointError, RunDir, TrainState, load_model_weights, load_optimizer,
                           restore_config, save_optimizer, save_tensors)
 from .curves import plot_curves
+from .distributed import barrier, is_main
 
 # Settings a resumed run may change: they extend, shorten or anneal training from where it
 # stands, not what was trained up to there.
@@ -102,13 +103,15 @@ def fit(
         if changed:
             raise CheckpointError(f"{run.path} holds a run with other settings ({', '.join(changed)}); "
                                   "use a new --run-dir or pass --no-resume to start over")
-        write_json(run.config, config_dict)
+        if is_main():
+            write_json(run.config, config_dict)
         state = run.read_state()
         load_model_weights(model, run.last_model)
         load_optimizer(run.last_optimizer, model, optimizer)
     else:
         state = TrainState()
-        write_json(run.config, config_dict)
+        if is_main():
+            write_json(run.config, config_dict)
     if state.lr is None:
         state.lr = float(optimizer.get_lr())
     optimizer.set_lr(state.lr)
@@ -131,7 +134,8 @@ def fit(
             if value > state.best_metric:
                 state.best_metric, state.best_epoch = value, epoch
                 state.bad_evals = state.plateau_evals = 0
-                save_tensors(run.best_model, model.state_dict())
+                if is_main():
+                    save_tensors(run.best_model, model.state_dict())
             else:
                 state.bad_evals += 1
                 state.plateau_evals += 1
@@ -141,10 +145,11 @@ def fit(
                     optimizer.set_lr(state.lr)
         state.epoch = epoch
         state.history.append(record)
-        save_tensors(run.last_model, model.state_dict())
-        save_optimizer(run.last_optimizer, model, optimizer)
-        write_json(run.state, asdict(state))
-        plot_curves(state.history, run.curves, config.monitor)
+        if is_main():   # with several processes the weights are the same on each: one writes
+            save_tensors(run.last_model, model.state_dict())
+            save_optimizer(run.last_optimizer, model, optimizer)
+            write_json(run.state, asdict(state))
+            plot_curves(state.history, run.curves, config.monitor)
         if on_epoch is not None:
             on_epoch(state, record)
     return state
@@ -164,6 +169,7 @@ def train(run_dir: str | Path, model, optimizer, config, batch_losses: Callable[
         return optimise_epoch(optimizer, batch_losses(rng), progress(steps, f"epoch {epoch}") if progress else None)
 
     state = fit(run, model, optimizer, config, train_epoch, validate, on_epoch)
+    barrier()   # every process loads what the first has written
     load_model_weights(model, run.best_model if run.best_model.is_file() else run.last_model)
     model.eval()
     return state

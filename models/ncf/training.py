@@ -15,6 +15,7 @@ from movierec.dataset.posters import load_posters
 from movierec.dataset.readers import DataError
 from movierec.dataset.sequences import Sequences, item_counts
 from movierec.training.checkpoints import load_trained, read_run_config
+from movierec.training.distributed import parallel, shard
 from movierec.training.loop import TrainState, train
 
 from .config import NCFConfig
@@ -84,22 +85,22 @@ def train_ncf(train_sequences: Sequences, features: Features, config: NCFConfig,
     optimizer = paddle.optimizer.Adam(learning_rate=config.lr, parameters=model.parameters())
     pairs = PairSampler(train_sequences, features.num_items, config.sampler)
     user_features = features.user_features
+    net = parallel(model)
 
     def logits(users: np.ndarray, items: np.ndarray):
-        return model(paddle.to_tensor(users), paddle.to_tensor(user_features[users]), paddle.to_tensor(items))
+        return net(paddle.to_tensor(users), paddle.to_tensor(user_features[users]), paddle.to_tensor(items))
 
     def batch_losses(rng: np.random.Generator):
         k = config.num_negatives
-        for users, positives in pairs.epoch(config.batch_size, rng):
+        for users, positives in shard(pairs.epoch(config.batch_size, rng)):
             negatives = pairs.negatives(users, k, rng)
+            # one forward pass for positives and negatives (as data-parallel training wants)
+            scores = logits(np.concatenate([users, np.repeat(users, k)]), np.concatenate([positives, negatives.reshape(-1)]))
             if config.loss == "bce":
                 labels = np.concatenate([np.ones(len(users)), np.zeros(len(users) * k)]).astype(np.float32)
-                scores = logits(np.concatenate([users, np.repeat(users, k)]),
-                                np.concatenate([positives, negatives.reshape(-1)]))
                 loss = F.binary_cross_entropy_with_logits(scores, paddle.to_tensor(labels))
             else:
-                positive_scores = logits(users, positives)
-                negative_scores = logits(np.repeat(users, k), negatives.reshape(-1)).reshape([-1, k])
+                positive_scores, negative_scores = scores[:len(users)], scores[len(users):].reshape([-1, k])
                 loss = -F.log_sigmoid(positive_scores.unsqueeze(-1) - negative_scores).mean()
             yield loss, len(users)
 

@@ -15,6 +15,8 @@ from movierec.rank.features import FeatureSpec
 from movierec.rank.learned import SCORER_FILE
 from movierec.rank.rankers.din import DINScorer
 
+from movierec.training.distributed import is_main
+
 from .config import RankerConfig
 from .data import RankLists
 from .listwise import dense_columns, fit_listwise, standardisation
@@ -64,7 +66,7 @@ class DIN(nn.Layer):
                   + self.output_cross(interest * candidates) + self.output_dense(dense))
         return self.out(F.relu(hidden)).squeeze(-1)
 
-    def batch_logits(self, lists: RankLists, rows: np.ndarray, owners: np.ndarray):
+    def batch_logits(self, lists: RankLists, rows: np.ndarray, owners: np.ndarray, forward=None):
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])   # each list's rows are contiguous
         sizes = np.diff(np.r_[starts, len(owners)])
         batch, local = owners[starts], np.repeat(np.arange(len(starts)), sizes)
@@ -73,8 +75,8 @@ class DIN(nn.Layer):
         dense = np.zeros((*items.shape, len(self.columns)), np.float32)
         items[local, position] = lists.items[rows]
         dense[local, position] = (lists.features[rows][:, self.columns] - self.mean) * self.scale
-        logits = self(paddle.to_tensor(items), paddle.to_tensor(lists.sequences[batch][:, -self.history:]),
-                      paddle.to_tensor(dense))
+        logits = (forward or self)(paddle.to_tensor(items), paddle.to_tensor(lists.sequences[batch][:, -self.history:]),
+                                   paddle.to_tensor(dense))
         return paddle.gather_nd(logits, paddle.to_tensor(np.stack([local, position], axis=1)))
 
     @paddle.no_grad()
@@ -111,5 +113,6 @@ def fit_din(train: RankLists, valid: RankLists, spec: FeatureSpec, config: Ranke
     columns = dense_columns(spec)
     model = DIN(embeddings, config.history, columns, *standardisation(train, columns))
     best = fit_listwise(model, train, valid, config, say)
-    best.save(run_dir / SCORER_FILE)
+    if is_main():
+        best.save(run_dir / SCORER_FILE)
     return best

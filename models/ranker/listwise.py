@@ -5,8 +5,9 @@ kept (NDCG@10), and training stops after three epochs without a new best.
 
 A model trained here is a `paddle.nn.Layer` with two more methods:
 
-- `batch_logits(lists, rows, owners)`: the logits of `lists`' rows `rows` (`owners`: the list
-  each row belongs to), as a Paddle tensor;
+- `batch_logits(lists, rows, owners, forward)`: the logits of `lists`' rows `rows` (`owners`:
+  the list each row belongs to), as a Paddle tensor, through `forward` (the model, or the model
+  wrapped for data-parallel training);
 - `export()`: the numpy scorer, and `list_logits(scorer, lists, i)` scores list i with it.
 """
 
@@ -18,6 +19,8 @@ import numpy as np
 import paddle
 
 from movierec.rank.features import FeatureSpec
+
+from movierec.training.distributed import parallel, parameters_digest, shard, world
 
 from .config import RankerConfig
 from .data import RankLists, list_metrics
@@ -52,6 +55,7 @@ def fit_listwise(model, train: RankLists, valid: RankLists, config: RankerConfig
     """Train `model` on `train` (every list holds its target), keep the best epoch on `valid`;
     returns its exported scorer."""
     optimizer = paddle.optimizer.Adam(learning_rate=config.lr, parameters=model.parameters())
+    net = parallel(model)
     sizes = np.diff(train.indptr)
     positive = train.indptr[:-1] + np.array([np.flatnonzero(train.labels[s:e])[0]
                                              for s, e in zip(train.indptr[:-1], train.indptr[1:])], dtype=np.int64)
@@ -60,7 +64,7 @@ def fit_listwise(model, train: RankLists, valid: RankLists, config: RankerConfig
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses = []
-        for batch in np.array_split(rng.permutation(len(train)), max(1, len(train) // config.batch_size)):
+        for batch in shard(np.array_split(rng.permutation(len(train)), max(1, len(train) // config.batch_size))):
             rows = train.rows(batch)
             owners = np.repeat(batch, sizes[batch])
             starts = np.concatenate([[0], np.cumsum(sizes[batch])[:-1]])
@@ -68,7 +72,7 @@ def fit_listwise(model, train: RankLists, valid: RankLists, config: RankerConfig
             for j, (start, size) in enumerate(zip(starts, sizes[batch])):
                 padded[j, :size] = np.arange(start, start + size)
             target = starts + (positive[batch] - train.indptr[batch])
-            logits = model.batch_logits(train, rows, owners)
+            logits = model.batch_logits(train, rows, owners, net)
             with_pad = paddle.concat([logits, paddle.full([1], PAD)])
             table = paddle.gather(with_pad, paddle.to_tensor(padded.reshape(-1))).reshape(padded.shape)
             loss = (paddle.logsumexp(table, axis=1) - paddle.gather(logits, paddle.to_tensor(target))).mean()
@@ -80,6 +84,8 @@ def fit_listwise(model, train: RankLists, valid: RankLists, config: RankerConfig
         scorer = model.export()
         ndcg = list_metrics(valid, lists_logits(model, scorer, valid))["NDCG@10"]
         say(f"epoch {epoch:>2}  loss {np.mean(losses):.4f}  validation NDCG@10 {ndcg:.4f}")
+        if world()[1] > 1:
+            say(f"process {world()[0]}: parameters sha256 {parameters_digest(model)}")
         if ndcg > best_ndcg:
             best, best_ndcg, stale = scorer, ndcg, 0
         else:

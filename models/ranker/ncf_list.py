@@ -16,6 +16,8 @@ from movierec.rank.features import FeatureSpec
 from movierec.rank.learned import SCORER_FILE
 from movierec.rank.rankers.ncf_list import NCF_PREFIX, CandidateNCFScorer
 
+from movierec.training.distributed import is_main
+
 from .config import RankerConfig
 from .data import RankLists
 from .listwise import dense_columns, fit_listwise, standardisation
@@ -34,9 +36,9 @@ class CandidateNCF(nn.Layer):
         hidden = fusion[0](self.ncf.fusion_parts(users, user_features, items)) + self.dense(dense)
         return fusion[3](fusion[2](fusion[1](hidden))).squeeze(-1)
 
-    def batch_logits(self, lists: RankLists, rows: np.ndarray, owners: np.ndarray):
+    def batch_logits(self, lists: RankLists, rows: np.ndarray, owners: np.ndarray, forward=None):
         dense = ((lists.features[rows][:, self.columns] - self.mean) * self.scale).astype(np.float32)
-        return self(paddle.to_tensor(lists.scored_as[owners]), paddle.to_tensor(lists.user_codes[owners]),
+        return (forward or self)(paddle.to_tensor(lists.scored_as[owners]), paddle.to_tensor(lists.user_codes[owners]),
                     paddle.to_tensor(lists.items[rows]), paddle.to_tensor(dense))
 
     def export(self) -> CandidateNCFScorer:
@@ -60,5 +62,6 @@ def fit_ncf_list(train: RankLists, valid: RankLists, spec: FeatureSpec, config: 
     columns = dense_columns(spec)
     model = CandidateNCF(ncf, columns, *standardisation(train, columns))
     best = fit_listwise(model, train, valid, config, say)
-    best.save(run_dir / SCORER_FILE)
+    if is_main():
+        best.save(run_dir / SCORER_FILE)
     return best

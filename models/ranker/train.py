@@ -47,6 +47,9 @@ def _posters_of(manifest: dict) -> Path | None:
 
 
 def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progress=None) -> dict:
+    from movierec.training.distributed import barrier, is_main, start
+
+    start()   # joins the other processes when launched with --nproc
     started = time.perf_counter()
     bundle = load_bundle(config.bundles, with_rankings=False)
     check_no_leakage(bundle)
@@ -54,13 +57,15 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
     dataset = load_dataset(Path(bundle.manifest["dataset"]["path"])).before(after)
     ncf_run = Path(bundle.manifest["options"]["ncf_run"])
     run_dir = config.run_dir
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    if is_main():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+    barrier()
 
     posters = _posters_of(bundle.manifest) if "side" in config.groups else None
     basis = poster_basis(posters, dataset.item_raw_ids()[1:], config.poster_dims)
-    if basis is not None:
+    if basis is not None and is_main():
         save_npz(run_dir / POSTER_BASIS, {"basis": basis})
     projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
     table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
@@ -103,6 +108,8 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
         logits = lists_logits(model_type, scorer, valid_all)
     validation = {**list_metrics(valid_all, logits), RECALL_ORDER: list_metrics(valid_all, valid_all.baseline),
                   "bundle ranker": bundle.manifest["rank"]["name"], "users": len(valid_all)}
+    if not is_main():   # several processes: the first writes the run
+        return validation
     write_json(run_dir / VALIDATION, validation)
     write_json(run_dir / RUN_CONFIG, {
         "ranker": config.ranker, "features": spec.to_dict(), "feature_names": spec.names(),

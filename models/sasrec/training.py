@@ -17,6 +17,7 @@ import paddle.nn.functional as F
 from movierec.dataset.evaluation import EvalTask, evaluate
 from movierec.dataset.sequences import Sequences
 from movierec.training.checkpoints import load_trained, read_run_config
+from movierec.training.distributed import parallel, shard
 from movierec.training.loop import TrainState, train
 
 from .config import SASRecConfig
@@ -85,8 +86,9 @@ class TrainingBatches:
 
 def batch_loss(model: SASRec, config: SASRecConfig, batches: TrainingBatches,
                users: np.ndarray, inputs: np.ndarray, targets: np.ndarray,
-               rng: np.random.Generator):
-    loss = _position_losses(model, config, batches, users, inputs, targets, rng)
+               rng: np.random.Generator, net=None):
+    """`net`: the model wrapped for data-parallel training (`training.distributed.parallel`)."""
+    loss = _position_losses(model, config, batches, users, inputs, targets, rng, net or model)
     if config.weighting == "batch":
         return loss.mean()
     return loss.sum() / batches.positions_per_batch(config.batch_size)
@@ -94,9 +96,9 @@ def batch_loss(model: SASRec, config: SASRecConfig, batches: TrainingBatches,
 
 def _position_losses(model: SASRec, config: SASRecConfig, batches: TrainingBatches,
                      users: np.ndarray, inputs: np.ndarray, targets: np.ndarray,
-                     rng: np.random.Generator):
+                     rng: np.random.Generator, net):
     """The loss at each real (non-padding) target position of the batch."""
-    states = model(paddle.to_tensor(inputs))
+    states = net(paddle.to_tensor(inputs))
     d = config.hidden
     flat = np.flatnonzero(targets.reshape(-1))  # only real (non-padding) positions
     states = paddle.gather(states.reshape([-1, d]), paddle.to_tensor(flat))
@@ -131,10 +133,11 @@ def train_sasrec(train_sequences: Sequences, num_items: int, config: SASRecConfi
     optimizer = paddle.optimizer.Adam(learning_rate=config.lr, beta1=0.9, beta2=0.98,
                                       parameters=model.parameters())
     batches = TrainingBatches(train_sequences, num_items, config.maxlen, config.window)
+    net = parallel(model)
 
     def batch_losses(rng: np.random.Generator):
-        for users, inputs, targets in batches.epoch(config.batch_size, rng):
-            yield batch_loss(model, config, batches, users, inputs, targets, rng), len(users)
+        for users, inputs, targets in shard(batches.epoch(config.batch_size, rng)):
+            yield batch_loss(model, config, batches, users, inputs, targets, rng, net), len(users)
 
     state = train(run_dir, model, optimizer, config, batch_losses, math.ceil(len(batches) / config.batch_size),
                   lambda: evaluate(model.scorer(), valid_task), progress, on_epoch)

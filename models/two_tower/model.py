@@ -64,6 +64,10 @@ class TwoTower(nn.Layer):
             parts.append(self.content(paddle.gather(self.item_content, items)))
         return F.normalize(self.item_mlp(paddle.concat(parts, axis=-1)), axis=-1)
 
+    def forward(self, users, user_features, histories, items, keep_id=None):
+        """Both towers at once: (user vectors, movie vectors) of aligned examples."""
+        return self.users(users, user_features, histories), self.items(items, keep_id)
+
     @paddle.no_grad()
     def export(self, trained_items: np.ndarray) -> TwoTowerScorer:
         """The numpy scorer; `trained_items` (I+1,) bool: the movies the training data held."""

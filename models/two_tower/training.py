@@ -19,6 +19,7 @@ from movierec.dataset.evaluation import EvalTask, evaluate
 from movierec.dataset.features import year_bucket
 from movierec.dataset.sequences import Sequences, item_counts
 from movierec.training.checkpoints import RunDir, load_trained, read_run_config
+from movierec.training.distributed import parallel, shard
 from movierec.training.loop import TrainState, train
 
 from .config import TwoTowerConfig
@@ -86,6 +87,7 @@ def train_two_tower(train_sequences: Sequences, inputs: TowerInputs, config: Two
     log_q = paddle.to_tensor(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32))
     trained = counts > 0
     everyone = np.arange(1, num_users + 1)
+    net = parallel(model)
 
     def mine_hard(rng) -> np.ndarray:
         """Each user's top `hard_negatives` movies under the model, the training items left out."""
@@ -104,7 +106,7 @@ def train_two_tower(train_sequences: Sequences, inputs: TowerInputs, config: Two
     def batch_losses(rng: np.random.Generator):
         hard = mine_hard(rng) if config.hard_negatives and RunDir(run_dir).has_checkpoint() else None
         order = rng.permutation(len(train_sequences.items))
-        for start in range(0, len(order), config.batch_size):
+        for start in shard(range(0, len(order), config.batch_size)):
             positions = order[start:start + config.batch_size]
             size = len(positions)
             users, items = owners[positions].copy(), train_sequences.items[positions]
@@ -113,9 +115,8 @@ def train_two_tower(train_sequences: Sequences, inputs: TowerInputs, config: Two
             users[cold | (rng.random(size) < config.id_dropout)] = 0
             histories[cold] = 0
             keep = (rng.random(size) >= config.item_id_dropout).astype(np.float32)
-            u = model.users(paddle.to_tensor(users), paddle.to_tensor(inputs.user_features[owners[positions]]),
-                            paddle.to_tensor(histories))
-            v = model.items(paddle.to_tensor(items), paddle.to_tensor(keep))
+            u, v = net(paddle.to_tensor(users), paddle.to_tensor(inputs.user_features[owners[positions]]),
+                       paddle.to_tensor(histories), paddle.to_tensor(items), paddle.to_tensor(keep))
             logits = u @ v.T / config.temperature - paddle.gather(log_q, paddle.to_tensor(items)).unsqueeze(0)
             duplicate = (items[:, None] == items[None, :]) & ~np.eye(size, dtype=bool)
             logits = logits + paddle.to_tensor(np.where(duplicate, -1e9, 0.0).astype(np.float32))
