@@ -40,7 +40,7 @@ from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import ConfigError, echo
 from movierec.files import MANIFEST, load_npy, save_npy, save_npz, sha256_file, write_json
 from movierec.options import option
-from movierec.rank.precomputed import precompute_rankings
+from movierec.rank.precomputed import from_users, precompute_rankings
 from movierec.rank.rankers import RANKERS
 from movierec.recall.channels import CHANNELS
 from movierec.recall.component import BuildInputs, ComponentFiles
@@ -95,6 +95,9 @@ class BuildOptions:
                                  "redis://host:port/db (one key per user, for more users than a server should "
                                  "hold in memory; the manifest keeps the URL without its password, the server "
                                  "may take another from MOVIEREC_RANKINGS_URL).")
+    build_cluster: str = option("", "Compute the per-user rankings on a cluster, over shards of users: "
+                                "dask:local:N (N worker processes here), dask:tcp://HOST:PORT, ray:local:N or "
+                                "ray:HOST:PORT; '' (the default): in this process. The same rankings either way.")
     precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
                                        "context skip recall and rank (about 1 ms per user at build time, "
                                        "~2.4 KB per user on disk).")
@@ -108,6 +111,10 @@ class BuildOptions:
         self.channels = tuple(self.channels)
         self.ranker_runs = tuple(Path(run) for run in self.ranker_runs)
         self.hold_out_last = int(self.hold_out_last)
+        if self.build_cluster:
+            from movierec.bundle.cluster import parse_cluster
+
+            parse_cluster(self.build_cluster)
         if self.keep < 1 or self.slot_pool < 1:
             raise ConfigError("--keep and --slot-pool must be at least 1")
         if self.hold_out_last < 0 or (self.hold_out_last and self.hold_out_after):
@@ -344,10 +351,17 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             contexts = (RequestContext.build(num_items, histories, user, user_features[user])
                         for user in range(1, num_users + 1))
             advance = progress(num_users, "ranking every user") if progress else None
-            with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
-                pools = {"popular": load_npy(tmp / "popular.npy")[:options.slot_pool],
-                         "new": load_npy(tmp / "new.npy")[:options.slot_pool]}
-                rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)
+            pools = {"popular": load_npy(tmp / "popular.npy")[:options.slot_pool],
+                     "new": load_npy(tmp / "new.npy")[:options.slot_pool]}
+            if options.build_cluster:
+                from movierec.bundle.cluster import rank_users
+
+                users = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
+                                   options.slot_pool, MAX_N, advance, say=lambda _: None)
+                rankings = from_users(recaller.names, users, tuple(pools), max(len(p) for p in pools.values()), MAX_N)
+            else:
+                with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                    rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)
             if options.rankings_store:
                 from movierec.rank.ranking_stores import RedisRankings
 

@@ -156,23 +156,26 @@ def precompute_rankings(recaller: Recaller, ranker: Ranker, contexts: Iterable[R
                         pools: dict[str, np.ndarray], keep: int,
                         advance: Callable[[int], None] | None = None) -> PrecomputedRankings:
     """`rank_user` for each context (users 1..N, in order, without request context)."""
-    names = recaller.names
+    def ranked():
+        for context in contexts:
+            yield rank_user(recaller, ranker, context, pools, keep)
+            if advance:
+                advance(1)
+    return from_users(recaller.names, list(ranked()), tuple(pools),
+                      max((len(pool) for pool in pools.values()), default=0), keep)
+
+
+def from_users(channels: tuple, rankings: list[UserRanking], slots: tuple, pool_size: int,
+               keep: int) -> PrecomputedRankings:
+    """The rankings of users 1..N (`rankings[u - 1]`) as one CSR table; row 0 stays empty."""
     empty = np.zeros(0, np.int64)
-    lists = [Ranked(names, empty, np.zeros(0, np.float32), np.zeros((0, len(names)), dtype=bool))]
-    orders = {slot: [None] for slot in pools}
-    for context in contexts:
-        ranking = rank_user(recaller, ranker, context, pools, keep)
-        lists.append(ranking.ranked)
-        for slot in pools:
-            orders[slot].append(ranking.pools[slot])
-        if advance:
-            advance(1)
+    lists = [Ranked(tuple(channels), empty, np.zeros(0, np.float32), np.zeros((0, len(channels)), dtype=bool))]
+    lists += [ranking.ranked for ranking in rankings]
     lengths = [len(r.items) for r in lists]
     flags = np.concatenate([r.proposed for r in lists])
     return PrecomputedRankings(
-        tuple(names), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        tuple(channels), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         np.concatenate([r.items for r in lists]).astype(np.int32),
         np.concatenate([r.scores for r in lists]).astype(np.float32),
-        np.packbits(flags, axis=1, bitorder="little"),
-        pool_size=max((len(pool) for pool in pools.values()), default=0), pool_keep=keep,
-        pools={slot: PoolOrders.from_lists(entries) for slot, entries in orders.items()})
+        np.packbits(flags, axis=1, bitorder="little"), pool_size=pool_size, pool_keep=keep,
+        pools={slot: PoolOrders.from_lists([None] + [ranking.pools[slot] for ranking in rankings]) for slot in slots})
