@@ -35,15 +35,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from movierec.bundle.builder import BuildOptions, build_bundle
 from movierec.bundle.loader import load_bundle
 from movierec.client.quality import QualityConfig, served_quality
 from movierec.dataset.evaluation import list_metrics
-from movierec.dataset.readers import RawRelease
 from movierec.dataset.sequences import Histories, chronological
-from movierec.dataset.store import load_dataset
+from movierec.dataset.store import load_dataset, to_release
 from movierec.recall.recaller import DEFAULT_QUOTAS
 from movierec.server.fresh import catch_up
 from movierec.server.pipeline import Pipeline, RecommendInput
@@ -56,19 +54,6 @@ K = 10
 
 def movierec(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "movierec.cli", *map(str, args)], check=True, stdout=subprocess.DEVNULL)
-
-
-def release_of(dataset, drop_users=(), drop_movies=()) -> RawRelease:
-    """The dataset as a parsed release (raw ids), without some users' or movies' ratings."""
-    users_raw, items_raw = dataset.user_raw_ids(), dataset.item_raw_ids()
-    r = dataset.ratings
-    ratings = pd.DataFrame({"user_raw": users_raw[r.user.to_numpy()], "movie_raw": items_raw[r.item.to_numpy()],
-                            "rating": r.rating.to_numpy(), "timestamp": r.timestamp.to_numpy(), "row": r.row.to_numpy()})
-    ratings = ratings[~ratings.user_raw.isin(drop_users) & ~ratings.movie_raw.isin(drop_movies)].reset_index(drop=True)
-    users = pd.DataFrame({"user_raw": dataset.users.raw_id, "gender": dataset.users.gender, "age": dataset.users.age,
-                          "occupation": dataset.users.occupation, "zip": dataset.users.zip_prefix})
-    movies = dataset.items.rename(columns={"raw_id": "movie_raw"}).drop(columns="item")
-    return RawRelease(dataset.name, ratings, users, movies, [], {"ratings": "variant"})
 
 
 def train_models(data: Path, out: Path, args, runs: tuple | None = None) -> dict:
@@ -103,7 +88,7 @@ def new_movies(dataset, args, out: Path) -> dict:
     cold = set(rng.choice(raw, int(round(args.share * len(raw))), replace=False).tolist())
     store = EventStore(out / "store.db")
     data = out / "data"
-    import_and_write(store, release_of(dataset, drop_movies=list(cold)), data, "cold-start variant",
+    import_and_write(store, to_release(dataset, drop_movies=list(cold)), data, "cold-start variant",
                      {"ratings": {"path": f"{dataset.path} without {len(cold)} movies"}})
     runs = train_models(data, out, args)
     build_bundle(BuildOptions(data, runs["sasrec"], runs["ncf"], out / "bundles", content_run=runs["content"],
@@ -165,7 +150,7 @@ def new_users(dataset, args, out: Path) -> dict:
     users_raw = dataset.user_raw_ids()
     data = out / "data"
     store = EventStore(out / "store.db")
-    import_and_write(store, release_of(dataset, drop_users=users_raw[cold].tolist()), data, "cold-start variant",
+    import_and_write(store, to_release(dataset, drop_users=users_raw[cold].tolist()), data, "cold-start variant",
                      {"ratings": {"path": f"{dataset.path} without {len(cold)} users"}})
     runs = train_models(data, out, args)
     build_bundle(BuildOptions(data, runs["sasrec"], runs["ncf"], out / "bundles", content_run=runs["content"],

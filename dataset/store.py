@@ -207,6 +207,20 @@ class Dataset(Catalogue):
         return replace(self, ratings=ratings)
 
 
+def to_release(dataset: Dataset, drop_users=(), drop_movies=()) -> RawRelease:
+    """The dataset as a parsed release again (raw ids), without some users' or movies' ratings:
+    what experiments that hold a share of the data out write a dataset of their own from."""
+    users_raw, items_raw = dataset.user_raw_ids(), dataset.item_raw_ids()
+    r = dataset.ratings
+    ratings = pd.DataFrame({"user_raw": users_raw[r.user.to_numpy()], "movie_raw": items_raw[r.item.to_numpy()],
+                            "rating": r.rating.to_numpy(), "timestamp": r.timestamp.to_numpy(), "row": r.row.to_numpy()})
+    ratings = ratings[~ratings.user_raw.isin(drop_users) & ~ratings.movie_raw.isin(drop_movies)].reset_index(drop=True)
+    users = pd.DataFrame({"user_raw": dataset.users.raw_id, "gender": dataset.users.gender, "age": dataset.users.age,
+                          "occupation": dataset.users.occupation, "zip": dataset.users.zip_prefix})
+    movies = dataset.items.rename(columns={"raw_id": "movie_raw"}).drop(columns="item")
+    return RawRelease(dataset.name, ratings, users, movies, [], {"ratings": "variant"})
+
+
 def cut_time(text: str) -> int:
     """Seconds since the epoch of a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM[:SS]), UTC."""
     from datetime import datetime, timezone

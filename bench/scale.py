@@ -1,0 +1,175 @@
+"""Scale figures for the README: vector indexes over synthetic catalogues, the per-user
+rankings of a build on a cluster against in process, and two training processes against one.
+
+    python bench/scale.py indexes --sizes 1000000,10000000 --out OUT [--milvus-max 1000000]
+    python bench/scale.py rankings --data DATA --sasrec-run RUN --users 100000 --out OUT
+    python bench/scale.py training --data DATA --out OUT [--epochs 2]
+
+- indexes: N random 64-d vectors (unit norm, clustered around 4,096 centres so that
+  approximate indexes have structure to use), 200 queries drawn the same way; for FAISS Flat,
+  IVF4096,Flat (nprobe 32), HNSW32 (efSearch 128), and Milvus (milvus-lite, FLAT and HNSW, up
+  to --milvus-max): build seconds, resident memory added, p50 / p99 search latency of one query
+  (k = 100, one thread), and recall@100 against exact search.
+- rankings: a build of a synthetic dataset of N users (the histories of DATA's users, cycled,
+  so each costs what a real one does; channels sasrec and item2item), its per-user rankings
+  in process, and on Dask and on Ray with 2 local workers.
+- training: SASRec epochs with `--nproc 1` and `--nproc 2` on DATA, seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+K = 100
+QUERIES = 200
+DIM = 64
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    centres = rng.normal(size=(4096, DIM)).astype(np.float32)
+    vectors = np.empty((n, DIM), np.float32)
+    for start in range(0, n, 1_000_000):
+        end = min(start + 1_000_000, n)
+        vectors[start:end] = centres[rng.integers(0, 4096, end - start)] + 0.5 * rng.normal(size=(end - start, DIM))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = centres[rng.integers(0, 4096, QUERIES)] + 0.5 * rng.normal(size=(QUERIES, DIM)).astype(np.float32)
+    return vectors, (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+
+
+def time_searches(index, queries) -> tuple[np.ndarray, dict]:
+    found, seconds = [], []
+    for query in queries:
+        started = time.perf_counter()
+        _, ids = index.search(query, K)
+        seconds.append(time.perf_counter() - started)
+        found.append(ids[0])
+    ms = np.array(seconds) * 1000
+    return np.array(found), {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def indexes(args) -> dict:
+    from movierec.recall.index import IndexConfig, build_index, set_search_threads
+
+    set_search_threads(1)
+    report = {}
+    for n in [int(s) for s in args.sizes.split(",")]:
+        rng = np.random.default_rng(n)
+        vectors, queries = synthetic(n, rng)
+        ids = np.arange(1, n + 1)
+        exact = None
+        configs = [("FAISS Flat", IndexConfig("faiss", "Flat")),
+                   ("FAISS IVF4096,Flat nprobe=32", IndexConfig("faiss", "IVF4096,Flat", {"nprobe": 32})),
+                   ("FAISS HNSW32 efSearch=128", IndexConfig("faiss", "HNSW32", {"efSearch": 128}))]
+        if n <= args.milvus_max:
+            milvus = str(Path(tempfile.mkdtemp(dir=args.out)) / "milvus.db")
+            configs += [("Milvus FLAT", IndexConfig("milvus", "FLAT", {}, milvus).named("scale", f"flat{n}")),
+                        ("Milvus HNSW M=32 ef=128", IndexConfig("milvus", "HNSW,M=32,efConstruction=128", {"ef": 128},
+                                                                milvus).named("scale", f"hnsw{n}"))]
+        for name, config in configs:
+            before, started = rss_mb(), time.perf_counter()
+            index = build_index(vectors, ids, config)
+            built = time.perf_counter() - started
+            found, latency = time_searches(index, queries)
+            if exact is None:
+                exact = found
+            recall = float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(found, exact)]))
+            row = {"build_seconds": round(built, 1), "memory_mb": round(rss_mb() - before), **latency,
+                   "recall@100": recall}
+            report[f"{n:,} items, {name}"] = row
+            print(f"{n:,} items, {name}: {row}", flush=True)
+            if config.backend == "milvus":
+                from movierec.recall.index.milvus import drop_collection
+
+                drop_collection(config)
+            del index
+    return report
+
+
+def rankings(args) -> dict:
+    """Builds of a synthetic dataset of N users (each the history of an ML-1M user, cycled),
+    the rankings in process, on Dask and on Ray: the manifest's rankings seconds."""
+    from dataclasses import replace
+
+    from movierec.bundle.builder import BuildOptions, build_bundle
+    from movierec.dataset.store import load_dataset, to_release, write_dataset
+
+    base = load_dataset(args.data)
+    release = to_release(base)
+    copies = -(-args.users // base.num_users)
+    ratings, users = [], []
+    for copy in range(copies):
+        offset = copy * 10_000_000
+        ratings.append(release.ratings.assign(user_raw=release.ratings.user_raw + offset))
+        users.append(release.users.assign(user_raw=release.users.user_raw + offset))
+    import pandas as pd
+
+    ratings = pd.concat(ratings, ignore_index=True)
+    keep = np.sort(ratings.user_raw.unique())[:args.users]
+    ratings = ratings[ratings.user_raw.isin(keep)].reset_index(drop=True)
+    ratings["row"] = np.arange(len(ratings))
+    data = Path(args.out) / "synthetic-users"
+    write_dataset(replace(release, ratings=ratings, users=pd.concat(users, ignore_index=True)), data,
+                  f"{args.users:,} users cycled from {args.data}", {"ratings": {"path": str(args.data)}})
+    report = {}
+    for cluster in ("", "dask:local:2", "ray:local:2"):
+        built = build_bundle(BuildOptions(data, args.sasrec_run, args.sasrec_run, Path(args.out) / "bundles", keep=1,
+                                          channels=("sasrec:200", "item2item:30"), build_cluster=cluster))
+        seconds = built.timings["rankings_seconds"]
+        report[cluster or "in process"] = round(seconds, 1)
+        print(f"{args.users:,} users, rankings {cluster or 'in process'}: {seconds:.1f}s", flush=True)
+    return report
+
+
+def training(args) -> dict:
+    report = {}
+    for nproc in (1, 2):
+        run = Path(args.out) / f"sasrec-nproc{nproc}"
+        command = [sys.executable, "-m", "movierec.cli", "train", "sasrec", "--data", str(args.data), "--run-dir",
+                   str(run), "--loss", "ce", "--hidden", "64", "--epochs", str(args.epochs), "--eval-every", "1000",
+                   "--nproc", str(nproc), "--no-resume"]
+        subprocess.run(command, check=True, capture_output=True)
+        state = json.loads((run / "state.json").read_text())
+        per_epoch = state["train_seconds"] / state["epoch"]
+        report[f"{nproc} process(es)"] = round(per_epoch, 1)
+        print(f"SASRec, {nproc} process(es): {per_epoch:.1f}s an epoch", flush=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=("indexes", "rankings", "training"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--milvus-max", type=int, default=1_000_000)
+    parser.add_argument("--sasrec-run", type=Path)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"indexes": indexes, "rankings": rankings, "training": training}[args.part](args)
+    path = args.out / "scale.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved[args.part] = report
+    path.write_text(json.dumps(saved, indent=2))
+
+
+if __name__ == "__main__":
+    main()
