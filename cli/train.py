@@ -34,8 +34,11 @@ def report_epoch(state, record) -> None:
 
 
 def run(model: str, data_dir: Path, run_dir: Path, config, posters: Optional[Path] = None,
-        resume: bool = True, content_run: Optional[Path] = None) -> dict:
-    """Train (or resume) and print the test table, as `movierec train MODEL` does."""
+        resume: bool = True, content_run: Optional[Path] = None, processes: Processes = Processes()) -> dict:
+    """Train (or resume) and print the test table, as `movierec train MODEL` does; with several
+    processes, start them (each runs this again)."""
+    if processes.launch_here(run_dir / LAUNCH_LOGS):
+        return {}
     metrics = train_run(model, data_dir, run_dir, config, posters=posters, resume=resume, say=console.print,
                         progress=progress, on_epoch=report_epoch, content_run=content_run)
     if not metrics:   # one of several training processes: the first reports
@@ -55,9 +58,8 @@ def train_sasrec(
     resume: bool = RESUME_OPTION,
 ):
     """Train SASRec with checkpoints (best on validation), resumable, on CPU or GPU."""
-    run_dir = run_dir or default_run_dir("sasrec", data_dir, config.loss)
-    if not processes.launch_here(run_dir / LAUNCH_LOGS):
-        run("sasrec", data_dir, run_dir, config, resume=resume)
+    run("sasrec", data_dir, run_dir or default_run_dir("sasrec", data_dir, config.loss), config, resume=resume,
+        processes=processes)
 
 
 def train_ncf(
@@ -76,9 +78,8 @@ def train_ncf(
     from dataclasses import replace
 
     posters = posters if use_posters else None
-    run_dir = run_dir or default_run_dir("ncf", data_dir)
-    if not processes.launch_here(run_dir / LAUNCH_LOGS):
-        run("ncf", data_dir, run_dir, replace(config, posters=posters is not None), posters=posters, resume=resume)
+    run("ncf", data_dir, run_dir or default_run_dir("ncf", data_dir), replace(config, posters=posters is not None),
+        posters=posters, resume=resume, processes=processes)
 
 
 def train_two_tower(
@@ -94,9 +95,8 @@ def train_two_tower(
     """Train the two-tower recall model (user tower: side features, id, recent items; movie
     tower: id, genres, year, content) with in-batch sampled softmax, logQ correction and hard
     negatives; it serves new users from side features alone."""
-    run_dir = run_dir or default_run_dir("two_tower", data_dir)
-    if not processes.launch_here(run_dir / LAUNCH_LOGS):
-        run("two_tower", data_dir, run_dir, config, resume=resume, content_run=content_run)
+    run("two_tower", data_dir, run_dir or default_run_dir("two_tower", data_dir), config, resume=resume,
+        content_run=content_run, processes=processes)
 
 
 def train_content(

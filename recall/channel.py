@@ -36,6 +36,16 @@ class Candidates:
         return len(self.items)
 
 
+def taste(vectors: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    """The direction of the mean of `vectors[items]`: a query from items a user liked; None
+    without items (or with a mean of zero)."""
+    if len(items) == 0:
+        return None
+    query = vectors[items].mean(axis=0)
+    norm = np.linalg.norm(query)
+    return query / norm if norm > 0 else None
+
+
 class RecallChannel(Protocol):
     name: str
 

@@ -18,7 +18,7 @@ import numpy as np
 from movierec.options import option
 from movierec.tables import grown
 
-from ..channel import Candidates
+from ..channel import Candidates, taste
 from ..component import AddedItems, BuildInputs, ComponentFiles, open_index, parse_params, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
@@ -48,12 +48,8 @@ class ContentChannel:
     def _query(self, context: RequestContext) -> np.ndarray | None:
         if self.params.max_history and len(context.sequence) > self.params.max_history:
             return None
-        items = context.sequence[context.sequence_ratings >= self.params.well_rated][-self.params.history:]
-        if len(items) == 0:
-            return None
-        query = self.vectors[items].mean(axis=0)
-        norm = np.linalg.norm(query)
-        return query / norm if norm > 0 else None
+        return taste(self.vectors,
+                     context.sequence[context.sequence_ratings >= self.params.well_rated][-self.params.history:])
 
     def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray | None:
         query = self.query(context)

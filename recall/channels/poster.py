@@ -16,7 +16,7 @@ from movierec.files import sha256_file
 from movierec.options import option
 from movierec.tables import grown
 
-from ..channel import Candidates
+from ..channel import Candidates, taste
 from ..component import AddedItems, BuildInputs, ComponentFiles, open_index, parse_params, save_index
 from ..context import ItemMask, RequestContext
 from ..index import IndexConfig, VectorIndex, build_index, top_k
@@ -61,12 +61,7 @@ class PosterChannel:
     def _query(self, context: RequestContext) -> np.ndarray | None:
         """Mean poster of the most recent well-rated items that have one (recent items count as well rated)."""
         items = context.sequence[context.sequence_ratings >= self.params.well_rated]
-        items = items[self.has_poster[items] > 0][-self.params.history:]
-        if len(items) == 0:
-            return None
-        query = self.vectors[items].mean(axis=0)
-        norm = np.linalg.norm(query)
-        return query / norm if norm > 0 else None
+        return taste(self.vectors, items[self.has_poster[items] > 0][-self.params.history:])
 
     def score(self, context: RequestContext, items: np.ndarray) -> np.ndarray | None:
         query = self.query(context)
