@@ -21,7 +21,7 @@ from movierec.files import load_npz, save_npz
 from movierec.recall.context import RequestContext
 from movierec.recall.recaller import Recaller
 
-from .ranker import Ranked, Ranker, order_pool, rank
+from .ranker import Ranked, Ranker, order_pools, rank
 
 
 @dataclass
@@ -65,9 +65,8 @@ def rank_user(recaller: Recaller, ranker: Ranker, context: RequestContext, pools
     ranker's order for the user, without the user's seen items, its first `keep` items (what a
     request of the most items can take)."""
     merged, _ = recaller.recall(context)
-    return UserRanking(rank(ranker, context, merged),
-                       {slot: order_pool(ranker, context, recaller, pool[context.allowed.array[pool]], keep)
-                        for slot, pool in pools.items()},
+    allowed = {slot: pool[context.allowed.array[pool]] for slot, pool in pools.items()}
+    return UserRanking(rank(ranker, context, merged), order_pools(ranker, context, recaller, allowed, keep),
                        max((len(pool) for pool in pools.values()), default=0), keep)
 
 

@@ -6,7 +6,7 @@ features) and in `Merged` (each channel's score and rank per candidate), or retu
 it has nothing to go on for the request (then the candidates keep the recall order). It is a
 bundle component like a channel (`recall.component`). `rank` orders the candidates by the
 logits; the score a caller sees is their sigmoid. The same scores order the popular and new
-slots' pools for the user (`order_pool`).
+slots' pools for the user (`order_pool`, `order_pools`).
 """
 
 from __future__ import annotations
@@ -80,3 +80,20 @@ def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller, item
         return None
     order = best_first(logits, keep)
     return items[order], _sigmoid(logits[order])
+
+
+def order_pools(ranker: Ranker, context: RequestContext, recaller: Recaller, pools: dict[str, np.ndarray],
+                keep: int) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """`order_pool` for each of several pools, their items scored together in one call (a
+    ranker's score of an item does not depend on the items scored beside it)."""
+    items = np.unique(np.concatenate(list(pools.values()))) if pools else np.zeros(0, np.int64)
+    logits = ranker.score(context, recaller.score_items(context, items, ranker.signals)) if len(items) else None
+    out = {}
+    for slot, pool in pools.items():
+        if logits is None or not len(pool):
+            out[slot] = None
+            continue
+        pool_logits = logits[np.searchsorted(items, pool)]
+        order = best_first(pool_logits, keep)
+        out[slot] = pool[order], _sigmoid(pool_logits[order])
+    return out

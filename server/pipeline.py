@@ -19,7 +19,7 @@ from movierec.bundle.loader import Bundle
 from movierec.dataset.sequences import item_counts
 from movierec.errors import MovieRecError, echo
 from movierec.rank.precomputed import UserRanking
-from movierec.rank.ranker import order_pool, rank
+from movierec.rank.ranker import order_pool, order_pools, rank
 from movierec.recall.component import AddedItems
 from movierec.recall.context import NO_ITEMS, RECENT_RATING, ItemMask, RequestContext
 
@@ -272,17 +272,22 @@ class Pipeline:
             demographic = self.demographic.ranked(context.user_features)
             lists["personalized"] = SlotList(*demographic) if demographic else self.popular
             orders["personalized"] = "group" if demographic else "global"
-        for slot, whole, pool in (("popular", self.popular, self.popular_pool), ("new", self.new, self.new_pool)):
+        slots = {"popular": (self.popular, self.popular_pool), "new": (self.new, self.new_pool)}
+        ordered_pools = {}
+        if self.slot_order != "global":
+            if stored is not None and all(stored.pool_size == len(pool) and 2 * n <= stored.pool_keep and
+                                          slot in stored.pools for slot, (_, pool) in slots.items()):
+                ordered_pools = {slot: stored.pools[slot] for slot in slots}
+            else:  # only what the request allows needs an order, and of it only as much as the
+                # slot can take: the request's n, past at most n items other slots took first
+                ordered_pools = order_pools(self.bundle.ranker, context, self.bundle.recaller,
+                                            {slot: pool[context.allowed.array[pool]] for slot, (_, pool) in slots.items()},
+                                            2 * n)
+        for slot, (whole, pool) in slots.items():
             if self.slot_order == "global":
                 lists[slot], orders[slot] = whole, "global"
                 continue
-            if stored is not None and stored.pool_size == len(pool) and 2 * n <= stored.pool_keep and \
-                    slot in stored.pools:
-                ordered = stored.pools[slot]
-            else:  # only what the request allows needs an order, and of it only as much as the
-                # slot can take: the request's n, past at most n items other slots took first
-                ordered = order_pool(self.bundle.ranker, context, self.bundle.recaller,
-                                     pool[context.allowed.array[pool]], 2 * n)
+            ordered = ordered_pools[slot]
             if ordered is not None:
                 lists[slot], orders[slot] = SlotList(*ordered), "ranker"
             else:
