@@ -188,13 +188,13 @@ class RecommenderService:
         self.stage_latency = {stage: metrics.latency.labels(stage) for stage in ("recall", "rank", "blend", "total")}
         self.ok_requests = metrics.requests.labels("Recommend", "OK")
 
-    async def _abort(self, context, method: str, code: grpc.StatusCode, message: str):
+    async def abort(self, context, method: str, code: grpc.StatusCode, message: str):
         self.metrics.requests.labels(method, code.name).inc()
         await context.abort(code, message)
 
     async def malformed(self, method: str, context) -> None:
         self.malformed_log.warning("malformed %s request from %s", method, context.peer())
-        await self._abort(context, method, grpc.StatusCode.INVALID_ARGUMENT, guard.MALFORMED)
+        await self.abort(context, method, grpc.StatusCode.INVALID_ARGUMENT, guard.MALFORMED)
 
     def handlers(self) -> list:
         """The generic handlers of this service and of the health and reflection services, all
@@ -226,19 +226,19 @@ class RecommenderService:
         started = time.perf_counter()
         served = self.holder.served
         if served is None:
-            await self._abort(context, "Recommend", grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+            await self.abort(context, "Recommend", grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             # The caller has given up already: do not spend the work.
-            await self._abort(context, "Recommend", grpc.StatusCode.DEADLINE_EXCEEDED,
+            await self.abort(context, "Recommend", grpc.StatusCode.DEADLINE_EXCEEDED,
                               "deadline passed before the work started")
         try:
             result = served.pipeline.recommend(to_input(request))
         except RequestError as exc:
-            await self._abort(context, "Recommend", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await self.abort(context, "Recommend", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception:
             log.exception("Recommend failed")
-            await self._abort(context, "Recommend", grpc.StatusCode.INTERNAL, "internal error")
+            await self.abort(context, "Recommend", grpc.StatusCode.INTERNAL, "internal error")
         t = result.timings_ms
         response = pb.RecommendResponse(
             bundle_version=result.bundle_version, known_user=result.known_user, ignored_item_ids=result.ignored,
@@ -262,7 +262,7 @@ class RecommenderService:
     async def GetBundleInfo(self, request, context):
         served = self.holder.served
         if served is None:
-            await self._abort(context, "GetBundleInfo", grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
+            await self.abort(context, "GetBundleInfo", grpc.StatusCode.UNAVAILABLE, "no bundle loaded yet")
         self.metrics.requests.labels("GetBundleInfo", "OK").inc()
         return bundle_info(served)
 
@@ -271,13 +271,13 @@ class RecommenderService:
             self.admin.check(context)
         except AdminDenied as denied:
             log.warning("admin call ReloadBundle refused for %s: %s", context.peer(), denied)
-            await self._abort(context, "ReloadBundle", denied.code, str(denied))
+            await self.abort(context, "ReloadBundle", denied.code, str(denied))
         try:
             served = await self.holder.load(request.version)
         except RequestError as exc:
-            await self._abort(context, "ReloadBundle", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await self.abort(context, "ReloadBundle", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except BundleError:  # the holder has logged why; the client learns only that it was refused
-            await self._abort(context, "ReloadBundle", grpc.StatusCode.FAILED_PRECONDITION,
+            await self.abort(context, "ReloadBundle", grpc.StatusCode.FAILED_PRECONDITION,
                               f"bundle {request.version or 'current'} refused, old one kept (see the server log)")
         self.metrics.requests.labels("ReloadBundle", "OK").inc()
         return bundle_info(served)
@@ -429,7 +429,7 @@ async def start(config: ServerConfig) -> RunningServer:
                                       ("grpc.so_reuseport", int(config.reuse_port)), *age])
     admin = AdminAuth.from_files(config.admin_token_file, config.admin_client_ca)
     service = RecommenderService(holder, metrics, admin)
-    ingest = IngestService(writer, holder, follower, admin, metrics, service._abort, service.malformed)
+    ingest = IngestService(writer, holder, follower, admin, metrics, service.abort, service.malformed)
     server.add_generic_rpc_handlers([*service.handlers(), ingest.handlers()])
     health = service.health
     for name in ("", SERVICE_NAME):
