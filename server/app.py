@@ -389,7 +389,11 @@ def store_url(config: ServerConfig) -> str | None:
         manifest = json.loads((path / "manifest.json").read_text()) if path is not None else {}
     except (OSError, ValueError):
         return None  # the bundle is refused with its reason when it is loaded
-    return (manifest.get("snapshot") or {}).get("store")
+    url = (manifest.get("snapshot") or {}).get("store")
+    if url and not url.startswith(("postgresql://", "postgres://")) and not Path(url).is_file():
+        log.warning("the event store %s the bundle was built from is not here: serving without one (--store)", url)
+        return None
+    return url
 
 
 class RunningServer:

@@ -470,3 +470,26 @@ def test_a_disliked_item_is_seen_but_not_taken_as_liked(live):
     assert bundle.item_raw_ids()[context.sequence[-2:]].tolist() == [50, 181]
     assert context.sequence_ratings[-2:].tolist() == [1, 5]
     assert not {50, 181} & {i.item_id for i in recommender.Recommend(pb.RecommendRequest(user_id=7, n=50)).items}
+
+
+def test_a_bundle_whose_store_is_not_here_is_served_without_one(backend, tmp_path, caplog):
+    import json
+    import shutil
+
+    from movierec.bundle.layout import current_version
+
+    root = tmp_path / "bundles"
+    shutil.copytree(backend["bundles"], root, symlinks=True)
+    manifest_path = current_version(root) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if not manifest["snapshot"]["store"].startswith("postgres"):
+        manifest["snapshot"]["store"] = str(tmp_path / "elsewhere" / "store.db")
+        manifest_path.write_text(json.dumps(manifest))   # the manifest is not among the checksummed files
+    from movierec.server.app import store_url
+
+    config = ServerConfig(bundles=root, address="127.0.0.1:0", metrics_port=0)
+    if manifest["snapshot"]["store"].startswith("postgres"):
+        assert store_url(config) == manifest["snapshot"]["store"]
+        return
+    assert store_url(config) is None and "is not here" in caplog.text
+    assert not (tmp_path / "elsewhere").exists()
