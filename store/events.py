@@ -235,6 +235,7 @@ class EventStore:
         leave nothing behind. An event id already stored with the same event is a duplicate
         (nothing written); with another event, it is refused."""
         now = int(time.time()) if now is None else now
+        stamped_by_server = {e.event_id for e in events if not e.timestamp}
         events = [e if e.timestamp else Event(e.event_id, e.user, e.item, e.kind, e.rating, now) for e in events]
         rejected, valid, in_batch = [], [], {}
         duplicates = 0
@@ -259,6 +260,8 @@ class EventStore:
                     rejected.append(Rejected(index, event.event_id, f"unknown item {event.item}"))
                 elif event.event_id in stored:
                     _, _, user, item, kind, rating, ts, _ = stored[event.event_id]
+                    if event.event_id in stamped_by_server:   # a retry: the first try's time stands
+                        ts = event.timestamp
                     if (user, item, kind, rating, ts) == (event.user, event.item, event.kind, event.stored_rating(),
                                                           event.timestamp):
                         duplicates += 1

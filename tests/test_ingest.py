@@ -150,6 +150,18 @@ def test_feedback_is_idempotent_by_event_id(store):
     assert [row[1:] for row in store.user_events_after(7, 0)] == [(1, 4), (2, 5)]  # a like counts as 5
 
 
+def test_a_retry_of_an_event_the_server_stamped_is_a_duplicate(store):
+    """An event sent without a timestamp gets the server's time; sent again later (the ack was lost),
+    it is the same event, not a conflict."""
+    _catalogue(store)
+    unstamped = [Event("u1", 8, 1, "rating", 4), Event("u2", 8, 2, "like")]
+    first = store.add_feedback(unstamped, now=NOW)
+    retry = store.add_feedback(unstamped, now=NOW + 90)
+    assert (first.accepted, retry.accepted, retry.duplicates, retry.rejected) == (2, 0, 2, [])
+    changed = store.add_feedback([Event("u1", 8, 1, "rating", 2)], now=NOW + 90)
+    assert changed.rejected[0].reason == "event_id already stored for another event"
+
+
 def test_rejected_events_come_back_with_reasons_and_leave_nothing(store):
     _catalogue(store)
     before = (store.count("users"), store.count("feedback"))
