@@ -226,13 +226,14 @@ def _check_runs_cut(options: BuildOptions) -> None:
 
 def _check_runs_dataset(options: BuildOptions, dataset) -> None:
     """Models index their tables by contiguous ids: a run trained on other users or items
-    (a dataset written from a store that has grown since) would be read wrongly."""
+    (a dataset written from a store that has grown since) would be read wrongly. SASRec has no
+    user table (a user is their history), so only its items must match."""
     from movierec.models.runs import run_dataset
 
     signature = dataset.signature()
-    for model, run in (("SASRec", options.sasrec_run), ("NCF", options.ncf_run)):
+    for model, run, tables in (("SASRec", options.sasrec_run, ("items",)), ("NCF", options.ncf_run, ("users", "items"))):
         recorded = run_dataset(run)
-        if recorded is not None and recorded != signature:
+        if recorded is not None and any(recorded[table] != signature[table] for table in tables):
             raise ConfigError(f"the {model} run {run} was trained on another catalogue ({recorded['users']['count']:,} "
                               f"users, {recorded['items']['count']:,} items; this dataset has {dataset.num_users:,} and "
                               f"{dataset.num_items:,}): train it on this dataset (`movierec build --train`)")
