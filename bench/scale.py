@@ -12,7 +12,8 @@ rankings of a build on a cluster against in process, and two training processes 
   (k = 100, one thread), and recall@100 against exact search.
 - rankings: a build of a synthetic dataset of N users (the histories of DATA's users, cycled,
   so each costs what a real one does; channels sasrec and item2item), its per-user rankings
-  in process, and on Dask and on Ray with 2 local workers.
+  in process, then the users' SASRec states and the rankings on Dask and on Ray with 2 local
+  workers, each checked equal to the in-process ones.
 - training: SASRec epochs with `--nproc 1` and `--nproc 2` on DATA, seconds per epoch.
 """
 
@@ -103,12 +104,23 @@ def indexes(args) -> dict:
 
 
 def rankings(args) -> dict:
-    """Builds of a synthetic dataset of N users (each the history of an ML-1M user, cycled),
-    the rankings in process, on Dask and on Ray: the manifest's rankings seconds."""
+    """A build of a synthetic dataset of N users (each the history of a DATA user, cycled) in
+    process: the manifest's seconds for the SASRec channel (the users' states) and for the
+    rankings. Then the same states, and the same rankings from the bundle's files, on Dask and
+    on Ray, timed the same way (the rankings computed, gathered into one table and saved), each
+    checked equal to the in-process ones."""
     from dataclasses import replace
 
+    import pandas as pd
+
+    from movierec.blend.quotas import MAX_N
     from movierec.bundle.builder import BuildOptions, build_bundle
+    from movierec.bundle.cluster import rank_users
     from movierec.dataset.store import load_dataset, to_release, write_dataset
+    from movierec.dataset.sequences import Sequences
+    from movierec.models.sasrec.states import user_states
+    from movierec.models.sasrec.training import load_sasrec
+    from movierec.rank.precomputed import PrecomputedRankings, join
 
     base = load_dataset(args.data)
     release = to_release(base)
@@ -118,8 +130,6 @@ def rankings(args) -> dict:
         offset = copy * 10_000_000
         ratings.append(release.ratings.assign(user_raw=release.ratings.user_raw + offset))
         users.append(release.users.assign(user_raw=release.users.user_raw + offset))
-    import pandas as pd
-
     ratings = pd.concat(ratings, ignore_index=True)
     keep = np.sort(ratings.user_raw.unique())[:args.users]
     ratings = ratings[ratings.user_raw.isin(keep)].reset_index(drop=True)
@@ -127,14 +137,37 @@ def rankings(args) -> dict:
     data = Path(args.out) / "synthetic-users"
     write_dataset(replace(release, ratings=ratings, users=pd.concat(users, ignore_index=True)), data,
                   f"{args.users:,} users cycled from {args.data}", {"ratings": {"path": str(args.data)}})
-    report = {}
-    for cluster in ("", "dask:local:2", "ray:local:2"):
-        no_ncf = Path(args.out) / "no-ncf-run"   # neither channel nor the recall-order ranker reads one
-        built = build_bundle(BuildOptions(data, args.sasrec_run, no_ncf, Path(args.out) / "bundles", keep=1,
-                                          channels=("sasrec:200", "item2item:30"), build_cluster=cluster))
-        seconds = built.timings["rankings_seconds"]
-        report[cluster or "in process"] = round(seconds, 1)
-        print(f"{args.users:,} users, rankings {cluster or 'in process'}: {seconds:.1f}s", flush=True)
+    no_ncf = Path(args.out) / "no-ncf-run"   # neither channel nor the recall-order ranker reads one
+    built = build_bundle(BuildOptions(data, args.sasrec_run, no_ncf, Path(args.out) / "bundles", keep=1,
+                                      channels=("sasrec:200", "item2item:30")))
+    states_seconds = built.timings["recall.sasrec_seconds"]   # the states, and the index of 1,682 items
+    report = {"in process": {"states": round(states_seconds, 1), "rankings": round(built.timings["rankings_seconds"], 1)}}
+    print(f"{args.users:,} users in process: {report['in process']}", flush=True)
+    manifest = json.loads((built.path / "manifest.json").read_text())
+    fragments, rank_fragment = manifest["recall"]["channels"], manifest["rank"]
+    expected = PrecomputedRankings.load(built.path / "rankings.npz")
+    expected_states = np.load(built.path / "recall.sasrec.users.npy")
+    stored = np.load(built.path / "histories.npz")
+    sequences = Sequences(stored["indptr"], stored["items"])
+    sequences = [sequences.of(user) for user in range(manifest["counts"]["users"] + 1)]
+    model = load_sasrec(args.sasrec_run, manifest["counts"]["items"])
+    pools = {slot: len(np.load(built.path / f"{slot}.npy")[:manifest["options"]["slot_pool"]]) for slot in ("popular", "new")}
+    for cluster in ("dask:local:2", "ray:local:2"):
+        started = time.perf_counter()
+        states = user_states(model, sequences, cluster)
+        states[0] = 0.0
+        report[cluster] = {"states": round(time.perf_counter() - started, 1)}
+        print(f"{args.users:,} users, states {cluster}: {report[cluster]['states']}s, equal to in process: "
+              f"{np.array_equal(states, expected_states)}", flush=True)
+        started = time.perf_counter()
+        blocks = rank_users(cluster, built.path, fragments, rank_fragment, manifest["counts"]["users"],
+                            manifest["counts"]["items"], manifest["options"]["slot_pool"], MAX_N, say=lambda _: None)
+        table = join(blocks, tuple(f["name"] for f in fragments), tuple(pools), max(pools.values()), MAX_N)
+        table.save(Path(args.out) / f"rankings-{cluster.split(':')[0]}.npz")
+        report[cluster]["rankings"] = round(time.perf_counter() - started, 1)
+        same = all(np.array_equal(getattr(table, name), getattr(expected, name)) for name in ("indptr", "items", "scores"))
+        print(f"{args.users:,} users, rankings {cluster}: {report[cluster]['rankings']}s, equal to in process: {same}",
+              flush=True)
     return report
 
 

@@ -40,7 +40,7 @@ from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import ConfigError, echo
 from movierec.files import MANIFEST, load_npy, save_npy, save_npz, sha256_file, write_json
 from movierec.options import option
-from movierec.rank.precomputed import from_users, precompute_rankings
+from movierec.rank.precomputed import join, precompute_rankings
 from movierec.rank.rankers import RANKERS
 from movierec.recall.channels import CHANNELS
 from movierec.recall.component import BuildInputs, ComponentFiles
@@ -95,9 +95,9 @@ class BuildOptions:
                                  "redis://host:port/db (one key per user, for more users than a server should "
                                  "hold in memory; the manifest keeps the URL without its password, the server "
                                  "may take another from MOVIEREC_RANKINGS_URL).")
-    build_cluster: str = option("", "Compute the per-user rankings on a cluster, over shards of users: "
+    build_cluster: str = option("", "Compute the users' SASRec states and per-user rankings on a cluster, over shards of users: "
                                 "dask:local:N (N worker processes here), dask:tcp://HOST:PORT, ray:local:N or "
-                                "ray:HOST:PORT; '' (the default): in this process. The same rankings either way.")
+                                "ray:HOST:PORT; '' (the default): in this process. The same bundle either way.")
     precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
                                        "context skip recall and rank (about 1 ms per user at build time, "
                                        "~2.4 KB per user on disk).")
@@ -112,7 +112,7 @@ class BuildOptions:
         self.ranker_runs = tuple(Path(run) for run in self.ranker_runs)
         self.hold_out_last = int(self.hold_out_last)
         if self.build_cluster:
-            from movierec.bundle.cluster import parse_cluster
+            from movierec.shards import parse_cluster
 
             parse_cluster(self.build_cluster)
         if self.keep < 1 or self.slot_pool < 1:
@@ -320,7 +320,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         runs = {"sasrec": options.sasrec_run, "ncf": options.ncf_run, **({"ranker": ranker_run} if ranker_run else {}),
                 **({"content": options.content_run} if options.content_run else {})}
         inputs = BuildInputs(dataset, histories, dataset.encoder, index_config, runs=runs, posters=_posters(options),
-                             channels=tuple(spec.name for spec in specs))
+                             channels=tuple(spec.name for spec in specs), cluster=options.build_cluster)
         user_features = _write_common(tmp, inputs, options)
         timings["data_seconds"] = time.perf_counter() - started
 
@@ -357,9 +357,9 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             if options.build_cluster:
                 from movierec.bundle.cluster import rank_users
 
-                users = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
-                                   options.slot_pool, MAX_N, advance, say=lambda _: None)
-                rankings = from_users(recaller.names, users, tuple(pools), max(len(p) for p in pools.values()), MAX_N)
+                blocks = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
+                                    options.slot_pool, MAX_N, advance, say=lambda _: None)
+                rankings = join(blocks, recaller.names, tuple(pools), max(len(p) for p in pools.values()), MAX_N)
             else:
                 with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
                     rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)

@@ -1,6 +1,5 @@
-"""The per-user rankings of a build computed on a cluster (`build --build-cluster`), over shards
-of users: Dask (`dask:local:N` starts N worker processes here, `dask:tcp://HOST:8786` joins a
-scheduler) or Ray (`ray:local:N`, `ray:HOST:PORT`). The in-process loop stays the default.
+"""The per-user rankings of a build computed on a cluster (`build --build-cluster`, see
+`movierec.shards`), over shards of users. The in-process loop stays the default.
 
 Each worker loads the components of the version being built from the files the builder has just
 written into it (as a server does; workers on other machines need the bundle root on shared
@@ -15,22 +14,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from movierec.errors import ConfigError
 from movierec.files import load_npy, load_npz
-from movierec.rank.precomputed import UserRanking, rank_user
+from movierec.rank.precomputed import PrecomputedRankings, pack, rank_user
+from movierec.shards import map_shards
 
 SHARD = 250
 _LOADED: dict = {}   # in each worker process: bundle directory -> what its shards need
-
-
-def parse_cluster(cluster: str) -> tuple[str, str]:
-    engine, sep, where = cluster.partition(":")
-    if engine not in ("dask", "ray") or not sep or not where:
-        raise ConfigError(f"--build-cluster is dask:local:N, dask:tcp://HOST:PORT, ray:local:N or ray:HOST:PORT, "
-                          f"not {cluster!r}")
-    if where.startswith("local:") and not where.removeprefix("local:").isdigit():
-        raise ConfigError(f"--build-cluster {cluster!r}: local:N takes a number of workers")
-    return engine, where
 
 
 def _components(directory: str, fragments: list, rank_fragment: dict, slot_pool: int):
@@ -54,8 +43,8 @@ def _components(directory: str, fragments: list, rank_fragment: dict, slot_pool:
 
 
 def rank_shard(directory: str, fragments: list, rank_fragment: dict, slot_pool: int, keep: int, num_items: int,
-               start: int, end: int) -> list[UserRanking]:
-    """Users start..end-1 ranked, in a worker."""
+               start: int, end: int) -> PrecomputedRankings:
+    """Users start..end-1 ranked, in a worker, packed (arrays travel back cheaply; objects do not)."""
     from threadpoolctl import threadpool_limits
 
     from movierec.recall.context import RequestContext
@@ -63,52 +52,18 @@ def rank_shard(directory: str, fragments: list, rank_fragment: dict, slot_pool: 
 
     recaller, ranker, histories, features, pools = _components(directory, fragments, rank_fragment, slot_pool)
     with threadpool_limits(1), search_threads(1):
-        return [rank_user(recaller, ranker, RequestContext.build(num_items, histories, user, features[user]), pools,
-                          keep) for user in range(start, end)]
+        users = [rank_user(recaller, ranker, RequestContext.build(num_items, histories, user, features[user]), pools,
+                           keep) for user in range(start, end)]
+    return pack(recaller.names, users, tuple(pools), max((len(pool) for pool in pools.values()), default=0), keep)
 
 
 def rank_users(cluster: str, directory: Path, fragments: list, rank_fragment: dict, num_users: int, num_items: int,
-               slot_pool: int, keep: int, advance: Callable[[int], None] | None = None, say=print) -> list[UserRanking]:
-    """The rankings of users 1..num_users, computed by the cluster, in user order."""
-    engine, where = parse_cluster(cluster)
+               slot_pool: int, keep: int, advance: Callable[[int], None] | None = None,
+               say=print) -> list[PrecomputedRankings]:
+    """The rankings of users 1..num_users, computed by the cluster: blocks in user order."""
     shards = [(start, min(start + SHARD, num_users + 1)) for start in range(1, num_users + 1, SHARD)]
-    args = (str(directory), fragments, rank_fragment, slot_pool, keep, num_items)
     started = time.perf_counter()
-    results: dict[int, list] = {}
-    if engine == "dask":
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        local = where.startswith("local:")
-        cluster_object = LocalCluster(n_workers=int(where[6:]), threads_per_worker=1, processes=True,
-                                      dashboard_address=None) if local else None
-        client = Client(cluster_object if local else where)
-        try:
-            futures = {client.submit(rank_shard, *args, start, end, pure=False): index
-                       for index, (start, end) in enumerate(shards)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if advance:
-                    advance(len(results[futures[future]]))
-        finally:
-            client.close()
-            if cluster_object is not None:
-                cluster_object.close()
-    else:
-        import ray
-
-        local = where.startswith("local:")
-        ray.init(num_cpus=int(where[6:]), include_dashboard=False, log_to_driver=False) if local else \
-            ray.init(address=where)
-        try:
-            remote = ray.remote(num_cpus=1)(rank_shard)
-            pending = {remote.remote(*args, start, end): index for index, (start, end) in enumerate(shards)}
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                index = pending.pop(done[0])
-                results[index] = ray.get(done[0])
-                if advance:
-                    advance(len(results[index]))
-        finally:
-            ray.shutdown()
+    blocks = map_shards(cluster, rank_shard, (str(directory), fragments, rank_fragment, slot_pool, keep, num_items),
+                        shards, done=(lambda block: advance(block.num_rows)) if advance else None)
     say(f"rankings of {num_users:,} users on {cluster}: {time.perf_counter() - started:.1f}s")
-    return [ranking for index in range(len(shards)) for ranking in results[index]]
+    return blocks

@@ -11,6 +11,7 @@ through recall and rank online.
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,6 +23,8 @@ from movierec.recall.context import RequestContext
 from movierec.recall.recaller import Recaller
 
 from .ranker import Ranked, Ranker, order_pools, rank
+
+PACK_BLOCK = 4096
 
 
 @dataclass
@@ -96,10 +99,15 @@ class PoolOrders:
     @classmethod
     def from_lists(cls, lists: list[tuple[np.ndarray, np.ndarray] | None]) -> "PoolOrders":
         kept = [entry if entry is not None else (np.zeros(0, np.int64), np.zeros(0, np.float32)) for entry in lists]
-        return cls(np.concatenate([[0], np.cumsum([len(items) for items, _ in kept])]).astype(np.int64),
+        return cls(_indptr([len(items) for items, _ in kept]),
                    np.concatenate([items for items, _ in kept]).astype(np.int32),
                    np.concatenate([scores for _, scores in kept]).astype(np.float32),
                    np.array([entry is not None for entry in lists], dtype=bool))
+
+    @classmethod
+    def concatenate(cls, parts: list["PoolOrders"]) -> "PoolOrders":
+        return cls(_join_indptr([part.indptr for part in parts]), np.concatenate([part.items for part in parts]),
+                   np.concatenate([part.scores for part in parts]), np.concatenate([part.ranked for part in parts]))
 
 
 @dataclass
@@ -128,6 +136,10 @@ class PrecomputedRankings:
     @property
     def num_users(self) -> int:
         return len(self.indptr) - 2
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.indptr) - 1
 
     def save(self, path: str | Path) -> None:
         arrays = {"channels": np.array(self.channels, dtype=str), "indptr": self.indptr, "items": self.items,
@@ -160,21 +172,50 @@ def precompute_rankings(recaller: Recaller, ranker: Ranker, contexts: Iterable[R
             yield rank_user(recaller, ranker, context, pools, keep)
             if advance:
                 advance(1)
-    return from_users(recaller.names, list(ranked()), tuple(pools),
-                      max((len(pool) for pool in pools.values()), default=0), keep)
+    return from_users(recaller.names, ranked(), tuple(pools), max((len(pool) for pool in pools.values()), default=0),
+                      keep)
 
 
-def from_users(channels: tuple, rankings: list[UserRanking], slots: tuple, pool_size: int,
-               keep: int) -> PrecomputedRankings:
-    """The rankings of users 1..N (`rankings[u - 1]`) as one CSR table; row 0 stays empty."""
-    empty = np.zeros(0, np.int64)
-    lists = [Ranked(tuple(channels), empty, np.zeros(0, np.float32), np.zeros((0, len(channels)), dtype=bool))]
-    lists += [ranking.ranked for ranking in rankings]
-    lengths = [len(r.items) for r in lists]
-    flags = np.concatenate([r.proposed for r in lists])
+def pack(channels: tuple, rankings: list[UserRanking], slots: tuple, pool_size: int, keep: int) -> PrecomputedRankings:
+    """These users' rankings as CSR arrays, one row each (no row 0): a block of a table."""
     return PrecomputedRankings(
-        tuple(channels), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        np.concatenate([r.items for r in lists]).astype(np.int32),
-        np.concatenate([r.scores for r in lists]).astype(np.float32),
-        np.packbits(flags, axis=1, bitorder="little"), pool_size=pool_size, pool_keep=keep,
-        pools={slot: PoolOrders.from_lists([None] + [ranking.pools[slot] for ranking in rankings]) for slot in slots})
+        tuple(channels), _indptr([len(r.ranked.items) for r in rankings]),
+        np.concatenate([r.ranked.items for r in rankings]).astype(np.int32),
+        np.concatenate([r.ranked.scores for r in rankings]).astype(np.float32),
+        np.packbits(np.concatenate([r.ranked.proposed for r in rankings]), axis=1, bitorder="little"),
+        pool_size=pool_size, pool_keep=keep,
+        pools={slot: PoolOrders.from_lists([ranking.pools[slot] for ranking in rankings]) for slot in slots})
+
+
+def join(blocks: list[PrecomputedRankings], channels: tuple, slots: tuple, pool_size: int,
+         keep: int) -> PrecomputedRankings:
+    """Blocks of users 1..N, in order, as one table; row 0 (the unknown user) stays empty."""
+    unknown = UserRanking(Ranked(tuple(channels), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                                 np.zeros((0, len(channels)), dtype=bool)), {slot: None for slot in slots}, pool_size, keep)
+    parts = [pack(channels, [unknown], slots, pool_size, keep), *blocks]
+    return PrecomputedRankings(
+        tuple(channels), _join_indptr([part.indptr for part in parts]), np.concatenate([part.items for part in parts]),
+        np.concatenate([part.scores for part in parts]), np.concatenate([part.proposed for part in parts]),
+        pool_size=pool_size, pool_keep=keep,
+        pools={slot: PoolOrders.concatenate([part.pools[slot] for part in parts]) for slot in slots})
+
+
+def from_users(channels: tuple, rankings: Iterable[UserRanking], slots: tuple, pool_size: int,
+               keep: int) -> PrecomputedRankings:
+    """The rankings of users 1..N (the N-th of `rankings` is user N) as one CSR table. Users are
+    packed a block at a time, so that a million of them never sit in memory as objects."""
+    rankings = iter(rankings)
+    blocks = []
+    while block := list(itertools.islice(rankings, PACK_BLOCK)):
+        blocks.append(pack(channels, block, slots, pool_size, keep))
+    return join(blocks, channels, slots, pool_size, keep)
+
+
+def _indptr(lengths: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+def _join_indptr(indptrs: list[np.ndarray]) -> np.ndarray:
+    """The row offsets of CSR blocks laid end to end."""
+    bases = np.cumsum([0] + [indptr[-1] for indptr in indptrs[:-1]])
+    return np.concatenate([[0]] + [indptr[1:] + base for indptr, base in zip(indptrs, bases)]).astype(np.int64)

@@ -101,6 +101,7 @@ class BuildInputs:
     runs: dict[str, Path]         # trained runs by model: "sasrec", "ncf"
     posters: Path | None = None   # poster vectors (.npz), when there are any
     channels: tuple = ()          # the names of the recall channels the bundle is built with
+    cluster: str = ""             # where per-user work runs (`movierec.shards`): '' = this process
     _cache: dict = field(default_factory=dict, repr=False)
 
     def need_channel(self, name: str, component: str) -> None:

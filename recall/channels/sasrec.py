@@ -25,6 +25,7 @@ def trained_users(inputs: BuildInputs) -> tuple[SASRecUsers, np.ndarray, dict]:
     """The SASRec run's users (states after every stored history), item vectors and source,
     computed once per build for every component that uses them."""
     def compute():
+        from movierec.models.sasrec.states import user_states
         from movierec.models.sasrec.training import load_sasrec
         from movierec.training.checkpoints import RunDir
 
@@ -34,7 +35,7 @@ def trained_users(inputs: BuildInputs) -> tuple[SASRecUsers, np.ndarray, dict]:
         source = {"run": str(run), "weights_sha256": sha256_file(RunDir(run).best_model)}
         if "content" in inputs.runs:
             source["mapped_from_content"] = map_untrained_items(model, inputs)
-        states = model.user_vectors([sequences.of(u) for u in range(dataset.num_users + 1)])
+        states = user_states(model, [sequences.of(u) for u in range(dataset.num_users + 1)], inputs.cluster)
         states[0] = 0.0
         return SASRecUsers(states, SASRecInference.from_model(model)), model.item_vectors(), source
     return inputs.shared("sasrec", compute)
