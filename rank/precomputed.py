@@ -104,11 +104,6 @@ class PoolOrders:
                    np.concatenate([scores for _, scores in kept]).astype(np.float32),
                    np.array([entry is not None for entry in lists], dtype=bool))
 
-    @classmethod
-    def concatenate(cls, parts: list["PoolOrders"]) -> "PoolOrders":
-        return cls(_join_indptr([part.indptr for part in parts]), np.concatenate([part.items for part in parts]),
-                   np.concatenate([part.scores for part in parts]), np.concatenate([part.ranked for part in parts]))
-
 
 @dataclass
 class PrecomputedRankings:
@@ -189,15 +184,31 @@ def pack(channels: tuple, rankings: list[UserRanking], slots: tuple, pool_size: 
 
 def join(blocks: list[PrecomputedRankings], channels: tuple, slots: tuple, pool_size: int,
          keep: int) -> PrecomputedRankings:
-    """Blocks of users 1..N, in order, as one table; row 0 (the unknown user) stays empty."""
+    """Blocks of users 1..N, in order, as one table; row 0 (the unknown user) stays empty. The
+    blocks are consumed: each is let go once copied, so memory holds the table about once."""
     unknown = UserRanking(Ranked(tuple(channels), np.zeros(0, np.int64), np.zeros(0, np.float32),
                                  np.zeros((0, len(channels)), dtype=bool)), {slot: None for slot in slots}, pool_size, keep)
-    parts = [pack(channels, [unknown], slots, pool_size, keep), *blocks]
-    return PrecomputedRankings(
-        tuple(channels), _join_indptr([part.indptr for part in parts]), np.concatenate([part.items for part in parts]),
-        np.concatenate([part.scores for part in parts]), np.concatenate([part.proposed for part in parts]),
-        pool_size=pool_size, pool_keep=keep,
-        pools={slot: PoolOrders.concatenate([part.pools[slot] for part in parts]) for slot in slots})
+    blocks.insert(0, pack(channels, [unknown], slots, pool_size, keep))
+    indptr = _join_indptr([block.indptr for block in blocks])
+    pool_indptr = {slot: _join_indptr([block.pools[slot].indptr for block in blocks]) for slot in slots}
+    table = PrecomputedRankings(
+        tuple(channels), indptr, np.empty(indptr[-1], np.int32), np.empty(indptr[-1], np.float32),
+        np.empty((indptr[-1], blocks[0].proposed.shape[1]), np.uint8), pool_size=pool_size, pool_keep=keep,
+        pools={slot: PoolOrders(pool_indptr[slot], np.empty(pool_indptr[slot][-1], np.int32),
+                                np.empty(pool_indptr[slot][-1], np.float32), np.empty(len(indptr) - 1, bool))
+               for slot in slots})
+    row = 0
+    while blocks:
+        block = blocks.pop(0)
+        rows = slice(row, row + block.num_rows)
+        entries = slice(indptr[row], indptr[row + block.num_rows])
+        table.items[entries], table.scores[entries], table.proposed[entries] = block.items, block.scores, block.proposed
+        for slot in slots:
+            orders, part = table.pools[slot], block.pools[slot]
+            pooled = slice(orders.indptr[row], orders.indptr[row + block.num_rows])
+            orders.items[pooled], orders.scores[pooled], orders.ranked[rows] = part.items, part.scores, part.ranked
+        row += block.num_rows
+    return table
 
 
 def from_users(channels: tuple, rankings: Iterable[UserRanking], slots: tuple, pool_size: int,
