@@ -118,6 +118,7 @@ def rankings(args) -> dict:
     from movierec.bundle.cluster import rank_users
     from movierec.dataset.store import load_dataset, to_release, write_dataset
     from movierec.dataset.sequences import Sequences
+    from movierec.files import load_npy, load_npz
     from movierec.models.sasrec.states import user_states
     from movierec.models.sasrec.training import load_sasrec
     from movierec.rank.precomputed import PrecomputedRankings, join
@@ -146,12 +147,12 @@ def rankings(args) -> dict:
     manifest = json.loads((built.path / "manifest.json").read_text())
     fragments, rank_fragment = manifest["recall"]["channels"], manifest["rank"]
     expected = PrecomputedRankings.load(built.path / "rankings.npz")
-    expected_states = np.load(built.path / "recall.sasrec.users.npy")
-    stored = np.load(built.path / "histories.npz")
+    expected_states = load_npy(built.path / "recall.sasrec.users.npy")
+    stored = load_npz(built.path / "histories.npz")
     sequences = Sequences(stored["indptr"], stored["items"])
     sequences = [sequences.of(user) for user in range(manifest["counts"]["users"] + 1)]
     model = load_sasrec(args.sasrec_run, manifest["counts"]["items"])
-    pools = {slot: len(np.load(built.path / f"{slot}.npy")[:manifest["options"]["slot_pool"]]) for slot in ("popular", "new")}
+    pools = {slot: len(load_npy(built.path / f"{slot}.npy")[:manifest["options"]["slot_pool"]]) for slot in ("popular", "new")}
     for cluster in ("dask:local:2", "ray:local:2"):
         started = time.perf_counter()
         states = user_states(model, sequences, cluster)
