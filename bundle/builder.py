@@ -40,7 +40,7 @@ from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import ConfigError, echo
 from movierec.files import MANIFEST, load_npy, save_npy, save_npz, sha256_file, write_json
 from movierec.options import option
-from movierec.rank.precomputed import join, precompute_rankings
+from movierec.rank.precomputed import join, pool_size, precompute_rankings
 from movierec.rank.rankers import RANKERS
 from movierec.recall.channels import CHANNELS
 from movierec.recall.component import BuildInputs, ComponentFiles
@@ -359,7 +359,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
 
                 blocks = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
                                     options.slot_pool, MAX_N, advance, say=lambda _: None)
-                rankings = join(blocks, recaller.names, tuple(pools), max(len(p) for p in pools.values()), MAX_N)
+                rankings = join(blocks, recaller.names, tuple(pools), pool_size(pools), MAX_N)
             else:
                 with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
                     rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)

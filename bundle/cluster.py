@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from movierec.files import load_npy, load_npz
-from movierec.rank.precomputed import PrecomputedRankings, pack, rank_user
+from movierec.rank.precomputed import PrecomputedRankings, pack, pool_size, rank_user
 from movierec.shards import map_shards
 
 SHARD = 250
@@ -54,7 +54,7 @@ def rank_shard(directory: str, fragments: list, rank_fragment: dict, slot_pool: 
     with threadpool_limits(1), search_threads(1):
         users = [rank_user(recaller, ranker, RequestContext.build(num_items, histories, user, features[user]), pools,
                            keep) for user in range(start, end)]
-    return pack(recaller.names, users, tuple(pools), max((len(pool) for pool in pools.values()), default=0), keep)
+    return pack(recaller.names, users, tuple(pools), pool_size(pools), keep)
 
 
 def rank_users(cluster: str, directory: Path, fragments: list, rank_fragment: dict, num_users: int, num_items: int,

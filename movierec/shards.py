@@ -1,6 +1,6 @@
-"""Work over shards of users, in this process or on a cluster (`build --build-cluster`): Dask
-(`dask:local:N` starts N worker processes here, `dask:tcp://HOST:8786` joins a scheduler) or
-Ray (`ray:local:N`, `ray:HOST:PORT`).
+"""Work over shards of users on a cluster (`build --build-cluster`): Dask (`dask:local:N` starts
+N worker processes here, `dask:tcp://HOST:8786` joins a scheduler) or Ray (`ray:local:N`,
+`ray:HOST:PORT`). Callers keep their own in-process loop, the default.
 
 `map_shards(cluster, task, shared, shards)` runs `task(*shared, *shard)` for every shard and
 returns the results in shard order. `shared` goes to each worker once (Dask scatters it, Ray
@@ -26,15 +26,8 @@ def parse_cluster(cluster: str) -> tuple[str, str]:
 
 def map_shards(cluster: str, task: Callable, shared: tuple, shards: list[tuple],
                done: Callable[[Any], None] | None = None) -> list:
-    """[task(*shared, *shard) for shard in shards], on `cluster` ('' = here); `done(result)` as
-    each shard finishes."""
-    if not cluster:
-        results = []
-        for shard in shards:
-            results.append(task(*shared, *shard))
-            if done:
-                done(results[-1])
-        return results
+    """[task(*shared, *shard) for shard in shards], on `cluster`; `done(result)` as each shard
+    finishes."""
     engine, where = parse_cluster(cluster)
     run = _on_dask if engine == "dask" else _on_ray
     results = run(where, task, shared, shards, done)

@@ -62,6 +62,11 @@ class UserRanking:
         return cls(ranked, pools, int(arrays["pool_size"]), int(arrays["pool_keep"]))
 
 
+def pool_size(pools: dict[str, np.ndarray]) -> int:
+    """The length the slots' pools are ordered at: the longest of them."""
+    return max((len(pool) for pool in pools.values()), default=0)
+
+
 def rank_user(recaller: Recaller, ranker: Ranker, context: RequestContext, pools: dict[str, np.ndarray],
               keep: int) -> UserRanking:
     """Recall and rank for one context exactly as a request would; and each pool in the
@@ -70,7 +75,7 @@ def rank_user(recaller: Recaller, ranker: Ranker, context: RequestContext, pools
     merged, _ = recaller.recall(context)
     allowed = {slot: pool[context.allowed.array[pool]] for slot, pool in pools.items()}
     return UserRanking(rank(ranker, context, merged), order_pools(ranker, context, recaller, allowed, keep),
-                       max((len(pool) for pool in pools.values()), default=0), keep)
+                       pool_size(pools), keep)
 
 
 @dataclass
@@ -167,8 +172,7 @@ def precompute_rankings(recaller: Recaller, ranker: Ranker, contexts: Iterable[R
             yield rank_user(recaller, ranker, context, pools, keep)
             if advance:
                 advance(1)
-    return from_users(recaller.names, ranked(), tuple(pools), max((len(pool) for pool in pools.values()), default=0),
-                      keep)
+    return from_users(recaller.names, ranked(), tuple(pools), pool_size(pools), keep)
 
 
 def pack(channels: tuple, rankings: list[UserRanking], slots: tuple, pool_size: int, keep: int) -> PrecomputedRankings:
