@@ -2,7 +2,8 @@
 rankings of a build on a cluster against in process, and two training processes against one.
 
     python bench/scale.py indexes --sizes 1000000,10000000 --out OUT [--milvus-max 1000000]
-    python bench/scale.py rankings --data DATA --sasrec-run RUN --users 100000 --out OUT
+    python bench/scale.py rankings --data DATA --sasrec-run RUN --users 100000 --out OUT \\
+        [--clusters dask:local:2,ray:local:2]
     python bench/scale.py training --data DATA --out OUT [--epochs 2]
 
 - indexes: N random 64-d vectors (unit norm, clustered around 4,096 centres so that
@@ -13,7 +14,7 @@ rankings of a build on a cluster against in process, and two training processes 
 - rankings: a build of a synthetic dataset of N users (the histories of DATA's users, cycled,
   so each costs what a real one does; channels sasrec and item2item), its per-user rankings
   in process, then the users' SASRec states and the rankings on Dask and on Ray with 2 local
-  workers, each checked equal to the in-process ones.
+  workers (or the --clusters named), each checked equal to the in-process ones.
 - training: SASRec epochs with `--nproc 1` and `--nproc 2` on DATA, seconds per epoch.
 """
 
@@ -153,7 +154,7 @@ def rankings(args) -> dict:
     sequences = [sequences.of(user) for user in range(manifest["counts"]["users"] + 1)]
     model = load_sasrec(args.sasrec_run, manifest["counts"]["items"])
     pools = {slot: len(load_npy(built.path / f"{slot}.npy")[:manifest["options"]["slot_pool"]]) for slot in ("popular", "new")}
-    for cluster in ("dask:local:2", "ray:local:2"):
+    for cluster in args.clusters.split(","):
         started = time.perf_counter()
         states = user_states(model, sequences, cluster)
         states[0] = 0.0
@@ -195,6 +196,7 @@ def main() -> None:
     parser.add_argument("--milvus-max", type=int, default=1_000_000)
     parser.add_argument("--sasrec-run", type=Path)
     parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--clusters", default="dask:local:2,ray:local:2", help="rankings: the engines to time against in process")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
