@@ -129,7 +129,7 @@ def rankings(args) -> dict:
     from movierec.files import load_npy, load_npz
     from movierec.models.sasrec.states import user_states
     from movierec.models.sasrec.training import load_sasrec
-    from movierec.rank.precomputed import join
+    from movierec.rank.precomputed import join, pool_size
 
     base = load_dataset(args.data)
     release = to_release(base)
@@ -160,7 +160,7 @@ def rankings(args) -> dict:
     sequences = Sequences(stored["indptr"], stored["items"])
     sequences = [sequences.of(user) for user in range(manifest["counts"]["users"] + 1)]
     model = load_sasrec(args.sasrec_run, manifest["counts"]["items"])
-    pools = {slot: len(load_npy(built.path / f"{slot}.npy")[:manifest["options"]["slot_pool"]]) for slot in ("popular", "new")}
+    pools = {slot: load_npy(built.path / f"{slot}.npy")[:manifest["options"]["slot_pool"]] for slot in ("popular", "new")}
     for cluster in args.clusters.split(","):
         started = time.perf_counter()
         states = user_states(model, sequences, cluster)
@@ -171,7 +171,7 @@ def rankings(args) -> dict:
         started = time.perf_counter()
         blocks = rank_users(cluster, built.path, fragments, rank_fragment, manifest["counts"]["users"],
                             manifest["counts"]["items"], manifest["options"]["slot_pool"], MAX_N, say=lambda _: None)
-        table = join(blocks, tuple(f["name"] for f in fragments), tuple(pools), max(pools.values()), MAX_N)
+        table = join(blocks, tuple(f["name"] for f in fragments), tuple(pools), pool_size(pools), MAX_N)
         saved = Path(args.out) / f"rankings-{cluster.split(':')[0]}.npz"
         table.save(saved)
         report[cluster]["rankings"] = round(time.perf_counter() - started, 1)
