@@ -14,7 +14,8 @@ rankings of a build on a cluster against in process, and two training processes 
 - rankings: a build of a synthetic dataset of N users (the histories of DATA's users, cycled,
   so each costs what a real one does; channels sasrec and item2item), its per-user rankings
   in process, then the users' SASRec states and the rankings on Dask and on Ray with 2 local
-  workers (or the --clusters named), each checked equal to the in-process ones.
+  workers (or the --clusters named), each checked equal to the in-process ones; and the bytes a
+  user's ranking takes in the bundle's file and as a Redis payload.
 - training: SASRec epochs with `--nproc 1` and `--nproc 2` on DATA, seconds per epoch.
 """
 
@@ -111,6 +112,18 @@ def same_arrays(path: Path, other: Path) -> bool:
             np.array_equal(these[name], those[name]) for name in these.files)
 
 
+def ranking_sizes(path: Path) -> dict:
+    """Bytes a user in the bundle's rankings file, and in Redis (one user's `.npz` payload, the
+    mean over 1,000 users spread over the table)."""
+    from movierec.rank.precomputed import PrecomputedRankings
+
+    table = PrecomputedRankings.load(path)
+    sample = np.linspace(1, table.num_users, 1000).astype(int)
+    payload = np.mean([len(table.user(int(user)).to_bytes()) for user in sample])
+    return {"file bytes a user": round(path.stat().st_size / table.num_users),
+            "redis payload bytes a user": round(float(payload))}
+
+
 def rankings(args) -> dict:
     """A build of a synthetic dataset of N users (each the history of a DATA user, cycled) in
     process: the manifest's seconds for the SASRec channel (the users' states) and for the
@@ -179,6 +192,8 @@ def rankings(args) -> dict:
         same = same_arrays(saved, built.path / "rankings.npz")
         print(f"{args.users:,} users, rankings {cluster}: {report[cluster]['rankings']}s, equal to in process: {same}",
               flush=True)
+    report["sizes"] = ranking_sizes(built.path / "rankings.npz")
+    print(f"rankings: {report['sizes']}", flush=True)
     return report
 
 

@@ -28,7 +28,7 @@ def serve_with(config: ServerConfig) -> None:
         host = config.address.rsplit(":", 1)[0]
         target = f"{host}:{running.port}"
         console.print(f"serving bundle [green]{info.version}[/] on [bold]{escape(target)}[/]"
-                      + (f", metrics on http://127.0.0.1:{config.metrics_port}/metrics" if config.metrics_port else ""))
+                      + (f", metrics on http://{config.metrics_address}:{config.metrics_port}/metrics" if config.metrics_port else ""))
         console.print(f"call it:  movierec recommend --user 1 --target {escape(target)}")
         console.print(f"   or:    grpcurl -plaintext -d '{{\"user_id\": 1, \"n\": 10}}' {escape(target)} "
                       "movierec.v1.Recommender/Recommend")

@@ -288,7 +288,9 @@ class ServerConfig:
     bundles: Path = option(BUNDLES, "Bundle root; the server loads its `current` bundle.")
     address: str = option("127.0.0.1:50051", "host:port to listen on. Loopback by default; give 0.0.0.0:PORT "
                           "to serve other machines.")
-    metrics_port: int = option(9100, "Prometheus metrics on 127.0.0.1:PORT/metrics (0 = off).")
+    metrics_port: int = option(9100, "Prometheus metrics on METRICS_ADDRESS:PORT/metrics (0 = off).")
+    metrics_address: str = option("127.0.0.1", "Address the metrics listen on. Loopback by default; 0.0.0.0 lets a "
+                                  "Prometheus on another machine (or pod) scrape them.")
     watch_interval: float = option(2.0, "Seconds between checks of `current` for a new bundle (0 = off).")
     grace_seconds: float = option(10.0, "Seconds to drain in-flight calls on SIGTERM/SIGINT.", flag="--grace")
     popular: float = option(DEFAULT_SHARES["popular"], "Share of the popular slot.")
@@ -453,9 +455,10 @@ async def start(config: ServerConfig) -> RunningServer:
     try:
         if config.metrics_port:
             try:
-                start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+                start_http_server(config.metrics_port, addr=config.metrics_address, registry=metrics.registry)
             except OSError as exc:
-                raise ServerError(f"cannot serve metrics on 127.0.0.1:{config.metrics_port} ({exc.strerror})") from None
+                raise ServerError(f"cannot serve metrics on {config.metrics_address}:{config.metrics_port} "
+                                  f"({exc.strerror})") from None
         await holder.load()
     except BaseException:
         await server.stop(0)  # nothing to serve: release the port before reporting why

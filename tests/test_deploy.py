@@ -33,3 +33,13 @@ def test_the_manifests_fit_the_serving_design():
     assert service["spec"]["selector"] == selector == load("pdb.yaml")["spec"]["selector"]["matchLabels"]
     assert load("hpa.yaml")["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert load("pdb.yaml")["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def test_every_worker_s_metrics_are_reachable_from_the_cluster():
+    container = load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--metrics-address") + 1] == "0.0.0.0"   # not loopback: Prometheus scrapes the pod IP
+    workers = int(args[args.index("--workers") + 1])
+    exposed = {port["containerPort"] for port in container["ports"]}
+    assert {9100 + worker for worker in range(workers)} <= exposed
+    assert {port["port"] for port in load("service.yaml")["spec"]["ports"]} >= exposed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -13,6 +14,7 @@ import urllib.request
 import grpc
 import pytest
 
+from conftest import LiveServer
 from movierec.client.connect import channel, resolve_target
 from movierec.client.loadtest import free_port, spawn_server
 from movierec.errors import ConfigError
@@ -26,6 +28,38 @@ def answered(metrics_port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
     found = OK_CALLS.search(text)
     return float(found.group(1)) if found else 0.0
+
+
+def own_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            pytest.skip("this machine has no address besides loopback")
+        address = probe.getsockname()[0]
+    if address.startswith("127.") or address == "0.0.0.0":
+        pytest.skip("this machine has no address besides loopback")
+    return address
+
+
+def test_metrics_stay_on_loopback_unless_an_address_is_given(bundle_root):
+    from movierec.server.app import ServerConfig
+
+    address = own_address()
+    for metrics_address, reachable in (("127.0.0.1", False), ("0.0.0.0", True)):
+        port = free_port()
+        live = LiveServer(ServerConfig(bundles=bundle_root, address="127.0.0.1:0", metrics_port=port,
+                                       metrics_address=metrics_address, watch_interval=0))
+        try:
+            if reachable:
+                page = urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5).read().decode()
+                assert "movierec_requests_total" in page
+            else:
+                with pytest.raises(OSError):
+                    urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5)
+        finally:
+            live.stop()
 
 
 def test_a_list_of_replicas_is_one_round_robin_target():
