@@ -3,7 +3,7 @@ rankings of a build on a cluster against in process, and two training processes 
 
     python bench/scale.py indexes --sizes 1000000,10000000 --out OUT [--milvus-max 1000000]
     python bench/scale.py rankings --data DATA --sasrec-run RUN --users 100000 --out OUT \\
-        [--clusters dask:local:2,ray:local:2]
+        [--clusters dask:local:2,ray:local:2] [--redis redis://127.0.0.1:6379/0]
     python bench/scale.py training --data DATA --out OUT [--epochs 2]
 
 - indexes: N random 64-d vectors (unit norm, clustered around 4,096 centres so that
@@ -15,7 +15,7 @@ rankings of a build on a cluster against in process, and two training processes 
   so each costs what a real one does; channels sasrec and item2item), its per-user rankings
   in process, then the users' SASRec states and the rankings on Dask and on Ray with 2 local
   workers (or the --clusters named), each checked equal to the in-process ones; and the bytes a
-  user's ranking takes in the bundle's file and as a Redis payload.
+  user's ranking takes in the bundle's file, as a payload, and in a Redis server (--redis).
 - training: SASRec epochs with `--nproc 1` and `--nproc 2` on DATA, seconds per epoch.
 """
 
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -112,16 +113,27 @@ def same_arrays(path: Path, other: Path) -> bool:
             np.array_equal(these[name], those[name]) for name in these.files)
 
 
-def ranking_sizes(path: Path) -> dict:
-    """Bytes a user in the bundle's rankings file, and in Redis (one user's `.npz` payload, the
-    mean over 1,000 users spread over the table)."""
+def ranking_sizes(path: Path, redis_url: str) -> dict:
+    """Bytes a user: in the bundle's rankings file; as a payload (`UserRanking.to_bytes`, the
+    mean over 1,000 users spread over the table); and the memory a Redis server grows by for each
+    of those users' keys, written under a prefix of the benchmark's own and removed after."""
     from movierec.rank.precomputed import PrecomputedRankings
 
     table = PrecomputedRankings.load(path)
     sample = np.linspace(1, table.num_users, 1000).astype(int)
-    payload = np.mean([len(table.user(int(user)).to_bytes()) for user in sample])
-    return {"file bytes a user": round(path.stat().st_size / table.num_users),
-            "redis payload bytes a user": round(float(payload))}
+    payloads = [table.user(int(user)).to_bytes() for user in sample]
+    sizes = {"file bytes a user": round(path.stat().st_size / table.num_users),
+             "payload bytes a user": round(float(np.mean([len(payload) for payload in payloads])))}
+    if redis_url:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        prefix = f"movierec-bench-{uuid.uuid4().hex[:8]}"
+        before = client.info("memory")["used_memory"]
+        client.mset({f"{prefix}:{user}": payload for user, payload in zip(sample, payloads)})
+        sizes["redis bytes a user"] = round((client.info("memory")["used_memory"] - before) / len(sample))
+        client.delete(*(f"{prefix}:{user}" for user in sample))
+    return sizes
 
 
 def rankings(args) -> dict:
@@ -192,7 +204,7 @@ def rankings(args) -> dict:
         same = same_arrays(saved, built.path / "rankings.npz")
         print(f"{args.users:,} users, rankings {cluster}: {report[cluster]['rankings']}s, equal to in process: {same}",
               flush=True)
-    report["sizes"] = ranking_sizes(built.path / "rankings.npz")
+    report["sizes"] = ranking_sizes(built.path / "rankings.npz", args.redis)
     print(f"rankings: {report['sizes']}", flush=True)
     return report
 
@@ -222,6 +234,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--clusters", default="dask:local:2,ray:local:2", help="rankings: the engines to time against in process")
     parser.add_argument("--data", type=Path)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0",
+                        help="rankings: a Redis server to measure a user's keys in ('' = none)")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,12 +35,13 @@ from threadpoolctl import threadpool_limits
 
 from movierec.blend.lists import SLOT_POOL, new_items, popular_items
 from movierec.blend.quotas import MAX_N
+from movierec.bundle.cluster import rank_users
 from movierec.dataset.store import load_dataset
 from movierec.device import faiss_gpu_count, paddle_device
 from movierec.errors import ConfigError, echo
 from movierec.files import MANIFEST, load_npy, save_npy, save_npz, sha256_file, write_json
 from movierec.options import option
-from movierec.rank.precomputed import join, pool_size, precompute_rankings
+from movierec.rank.precomputed import join, pool_size, precompute_rankings, ranked_blocks
 from movierec.rank.rankers import RANKERS
 from movierec.recall.channels import CHANNELS
 from movierec.recall.component import BuildInputs, ComponentFiles
@@ -100,7 +101,7 @@ class BuildOptions:
                                 "ray:HOST:PORT; '' (the default): in this process. The same bundle either way.")
     precompute_rankings: bool = option(True, "Rank every known user's candidates offline, so requests without "
                                        "context skip recall and rank (about 1 ms per user at build time, "
-                                       "~2.4 KB per user on disk).")
+                                       "~5.3 KB per user, in the bundle or in Redis).")
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -309,7 +310,7 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
     tmp = root / f"{TMP_PREFIX}{version}"
     tmp.mkdir()
     timings: dict[str, float] = {}
-    ranking_store = None
+    ranking_store, ranking_prefix = None, None
     try:
         started = time.perf_counter()
         dataset = load_dataset(options.data_dir).before(options.hold_out_after)
@@ -354,20 +355,28 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             advance = progress(num_users, "ranking every user") if progress else None
             pools = {"popular": load_npy(tmp / "popular.npy")[:options.slot_pool],
                      "new": load_npy(tmp / "new.npy")[:options.slot_pool]}
-            if options.build_cluster:
-                from movierec.bundle.cluster import rank_users
-
-                blocks = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
-                                    options.slot_pool, MAX_N, advance, say=lambda _: None)
-                rankings = join(blocks, recaller.names, tuple(pools), pool_size(pools), MAX_N)
-            else:
-                with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
-                    rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)
             if options.rankings_store:
-                from movierec.rank.ranking_stores import RedisRankings
+                from movierec.rank.ranking_stores import RedisRankings, store_prefix
 
-                ranking_store = RedisRankings.write(options.rankings_store, version, rankings)
+                ranking_prefix = store_prefix(version)   # removed again if the build fails from here on
+                if options.build_cluster:
+                    digests = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
+                                         options.slot_pool, MAX_N, advance, say=lambda _: None,
+                                         store=(options.rankings_store, ranking_prefix))
+                    ranking_store = RedisRankings.finish(options.rankings_store, ranking_prefix, recaller.names, digests)
+                else:
+                    with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                        blocks = ranked_blocks(recaller, ranker, contexts, pools, MAX_N, advance)
+                        ranking_store = RedisRankings.write(options.rankings_store, ranking_prefix, recaller.names,
+                                                            blocks)
             else:
+                if options.build_cluster:
+                    blocks = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
+                                        options.slot_pool, MAX_N, advance, say=lambda _: None)
+                    rankings = join(blocks, recaller.names, tuple(pools), pool_size(pools), MAX_N)
+                else:
+                    with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                        rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)
                 rankings.save(tmp / "rankings.npz")
             timings["rankings_seconds"] = time.perf_counter() - started
         if fail_after == "rankings":
@@ -405,8 +414,8 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
         tmp.rename(root / version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if ranking_store:
-            _drop_rankings(ranking_store)
+        if ranking_prefix:
+            _drop_rankings({"url": options.rankings_store, "prefix": ranking_prefix})
         if index_config.backend == "milvus":
             _drop_indexes([{"index": index_config.named(version, spec.name).to_dict()} for spec in specs])
         raise

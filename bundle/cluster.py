@@ -57,13 +57,31 @@ def rank_shard(directory: str, fragments: list, rank_fragment: dict, slot_pool: 
     return pack(recaller.names, users, tuple(pools), pool_size(pools), keep)
 
 
+def rank_shard_into(url: str, prefix: str, directory: str, fragments: list, rank_fragment: dict, slot_pool: int,
+                    keep: int, num_items: int, start: int, end: int) -> bytes:
+    """Users start..end-1 ranked in a worker and written by it into the ranking store under
+    `prefix`; only the payloads' digests travel back."""
+    from movierec.rank.ranking_stores import RedisRankings
+
+    block = rank_shard(directory, fragments, rank_fragment, slot_pool, keep, num_items, start, end)
+    return RedisRankings.write_block(url, prefix, start, block)
+
+
 def rank_users(cluster: str, directory: Path, fragments: list, rank_fragment: dict, num_users: int, num_items: int,
-               slot_pool: int, keep: int, advance: Callable[[int], None] | None = None,
-               say=print) -> list[PrecomputedRankings]:
-    """The rankings of users 1..num_users, computed by the cluster: blocks in user order."""
+               slot_pool: int, keep: int, advance: Callable[[int], None] | None = None, say=print,
+               store: tuple[str, str] | None = None) -> list:
+    """The rankings of users 1..num_users, computed by the cluster: packed blocks in user order;
+    or, with `store` (a Redis URL and key prefix), written by the workers straight into it, so
+    no process holds them all, and each block's payload digests in user order."""
+    from movierec.rank.ranking_stores import DIGEST_BYTES
+
     shards = [(start, min(start + SHARD, num_users + 1)) for start in range(1, num_users + 1, SHARD)]
+    shared = (str(directory), fragments, rank_fragment, slot_pool, keep, num_items)
+    if store:
+        task, shared, users_in = rank_shard_into, (*store, *shared), lambda digests: len(digests) // DIGEST_BYTES
+    else:
+        task, users_in = rank_shard, lambda block: block.num_rows
     started = time.perf_counter()
-    blocks = map_shards(cluster, rank_shard, (str(directory), fragments, rank_fragment, slot_pool, keep, num_items),
-                        shards, done=(lambda block: advance(block.num_rows)) if advance else None)
+    results = map_shards(cluster, task, shared, shards, done=(lambda result: advance(users_in(result))) if advance else None)
     say(f"rankings of {num_users:,} users on {cluster}: {time.perf_counter() - started:.1f}s")
-    return blocks
+    return results

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from movierec.recall.recaller import Recaller
 from .ranker import Ranked, Ranker, order_pools, rank
 
 PACK_BLOCK = 4096
+PAYLOAD_MAGIC = b"MRR1"   # a user's ranking as one payload, packed (`UserRanking.to_bytes`)
 
 
 @dataclass
@@ -39,19 +42,50 @@ class UserRanking:
     pool_keep: int            # how many of each pool's unseen items are kept
 
     def to_bytes(self) -> bytes:
-        arrays = {"channels": np.array(self.ranked.channels, dtype=str), "items": self.ranked.items,
-                  "scores": self.ranked.scores, "proposed": self.ranked.proposed,
-                  "pool_size": np.array(self.pool_size), "pool_keep": np.array(self.pool_keep),
-                  "slots": np.array([slot for slot, order in self.pools.items() if order is not None], dtype=str)}
-        for slot, order in self.pools.items():
-            if order is not None:
-                arrays[f"{slot}_items"], arrays[f"{slot}_scores"] = order
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        """One payload (a Redis value, a row of the event store): the magic, a JSON header's
+        length and the header, then the arrays packed as the bundle's table packs them (int32
+        items, float32 scores, the channel flags as bits), little-endian."""
+        ordered = {slot: order for slot, order in self.pools.items() if order is not None}
+        header = json.dumps({"channels": list(self.ranked.channels), "n": len(self.ranked.items),
+                             "pool_size": self.pool_size, "pool_keep": self.pool_keep,
+                             "slots": {slot: len(items) for slot, (items, _) in ordered.items()}},
+                            separators=(",", ":")).encode()
+        arrays = [self.ranked.items.astype("<i4"), self.ranked.scores.astype("<f4"),
+                  np.packbits(self.ranked.proposed, axis=1, bitorder="little")]
+        for items, scores in ordered.values():
+            arrays += [items.astype("<i4"), scores.astype("<f4")]
+        return b"".join([PAYLOAD_MAGIC, struct.pack("<I", len(header)), header, *(a.tobytes() for a in arrays)])
 
     @classmethod
     def from_bytes(cls, data: bytes, slots: tuple) -> "UserRanking":
+        if not data.startswith(PAYLOAD_MAGIC):
+            return cls._from_npz(data, slots)
+        (length,) = struct.unpack_from("<I", data, len(PAYLOAD_MAGIC))
+        offset = len(PAYLOAD_MAGIC) + 4 + length
+        header = json.loads(data[offset - length:offset])
+        channels, n = tuple(header["channels"]), header["n"]
+
+        def take(dtype: str, count: int) -> np.ndarray:
+            nonlocal offset
+            array = np.frombuffer(data, dtype, count, offset)
+            offset += array.nbytes
+            return array
+
+        items, scores = take("<i4", n).astype(np.int64), take("<f4", n).astype(np.float32)
+        width = (len(channels) + 7) // 8
+        flags = np.unpackbits(take("u1", n * width).reshape(n, width), axis=1, count=len(channels),
+                              bitorder="little").astype(bool)
+        ordered = {slot: (take("<i4", count).astype(np.int64), take("<f4", count).astype(np.float32))
+                   for slot, count in header["slots"].items()}
+        if offset != len(data):
+            raise ValueError(f"a ranking payload of {len(data)} bytes holds {offset}")
+        return cls(Ranked(channels, items, scores, flags), {slot: ordered.get(slot) for slot in slots},
+                   int(header["pool_size"]), int(header["pool_keep"]))
+
+    @classmethod
+    def _from_npz(cls, data: bytes, slots: tuple) -> "UserRanking":
+        """A payload written before the packed layout (an `.npz`), as the event store and Redis
+        may still hold for a bundle built then."""
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
         ordered = set(arrays["slots"].tolist())
@@ -166,13 +200,22 @@ class PrecomputedRankings:
 def precompute_rankings(recaller: Recaller, ranker: Ranker, contexts: Iterable[RequestContext],
                         pools: dict[str, np.ndarray], keep: int,
                         advance: Callable[[int], None] | None = None) -> PrecomputedRankings:
-    """`rank_user` for each context (users 1..N, in order, without request context)."""
+    """`rank_user` for each context (users 1..N, in order, without request context), as one table."""
+    return join(list(ranked_blocks(recaller, ranker, contexts, pools, keep, advance)), recaller.names, tuple(pools),
+                pool_size(pools), keep)
+
+
+def ranked_blocks(recaller: Recaller, ranker: Ranker, contexts: Iterable[RequestContext],
+                  pools: dict[str, np.ndarray], keep: int,
+                  advance: Callable[[int], None] | None = None) -> Iterator[PrecomputedRankings]:
+    """`rank_user` for each context (users 1..N, in order, without request context), packed a
+    block at a time: for a store that takes them a block at a time, or for `join`."""
     def ranked():
         for context in contexts:
             yield rank_user(recaller, ranker, context, pools, keep)
             if advance:
                 advance(1)
-    return from_users(recaller.names, ranked(), tuple(pools), pool_size(pools), keep)
+    return pack_blocks(recaller.names, ranked(), tuple(pools), pool_size(pools), keep)
 
 
 def pack(channels: tuple, rankings: list[UserRanking], slots: tuple, pool_size: int, keep: int) -> PrecomputedRankings:
@@ -215,15 +258,13 @@ def join(blocks: list[PrecomputedRankings], channels: tuple, slots: tuple, pool_
     return table
 
 
-def from_users(channels: tuple, rankings: Iterable[UserRanking], slots: tuple, pool_size: int,
-               keep: int) -> PrecomputedRankings:
-    """The rankings of users 1..N (the N-th of `rankings` is user N) as one CSR table. Users are
-    packed a block at a time, so that a million of them never sit in memory as objects."""
+def pack_blocks(channels: tuple, rankings: Iterable[UserRanking], slots: tuple, pool_size: int,
+                keep: int) -> Iterator[PrecomputedRankings]:
+    """Users' rankings packed PACK_BLOCK at a time, so that a million of them never sit in
+    memory as objects."""
     rankings = iter(rankings)
-    blocks = []
     while block := list(itertools.islice(rankings, PACK_BLOCK)):
-        blocks.append(pack(channels, block, slots, pool_size, keep))
-    return join(blocks, channels, slots, pool_size, keep)
+        yield pack(channels, block, slots, pool_size, keep)
 
 
 def _indptr(lengths: list[int]) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Where a bundle keeps its per-user rankings (`rank.precomputed`): in the bundle itself
 (`rankings.npz`, the default), or in Redis for catalogues of users too many for every server to
-hold in memory (about 6 KB a user on ML-1M: 10 million users would be ~60 GB).
+hold in memory (about 5.3 KB a user in either: 10 million users are ~53 GB).
 
 Both answer `user(u) -> UserRanking` (the `RankingStore` protocol). In Redis each user is one
-key, `<prefix>:<version>:<user>`, holding the user's ranking as an `.npz` (no pickle), and
+key, `<prefix>:<version>:<user>`, holding the user's ranking packed as the bundle's file packs
+it (`UserRanking.to_bytes`: a JSON header and the raw arrays, no pickle), and
 `<prefix>:<version>:meta` records how many users, the channels and a digest of every payload,
 checked when a server opens the bundle; a store that does not match is refused like a
 corrupt file. Keys of a bundle version are removed when the version is pruned.
@@ -14,13 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Iterable, Protocol
 
 from movierec.errors import MovieRecError
 
 from .precomputed import PrecomputedRankings, UserRanking
 
 SLOTS = ("popular", "new")
+DIGEST_BYTES = 32
 KEY_PREFIX = "movierec:rankings"
 URL_VARIABLE = "MOVIEREC_RANKINGS_URL"   # overrides the manifest's URL (which holds no password)
 
@@ -49,6 +52,24 @@ def _redis(url: str):
     return client
 
 
+@contextmanager
+def _store(url: str):
+    """A client for a write; a failure on the way is the store's error, not a traceback."""
+    import redis
+
+    client = _redis(url)
+    try:
+        yield client
+    except redis.RedisError as exc:
+        raise RankingStoreError(f"the ranking store at {_redact(url)} failed: {exc}") from None
+    finally:
+        client.close()
+
+
+def store_prefix(version: str) -> str:
+    return f"{KEY_PREFIX}:{version}"
+
+
 def _redact(url: str) -> str:
     from movierec.store.db import redact
 
@@ -66,22 +87,43 @@ class RedisRankings:
         return UserRanking.from_bytes(payload, SLOTS)
 
     @staticmethod
-    def write(url: str, version: str, rankings: PrecomputedRankings, batch: int = 1000) -> dict:
-        """Every user's ranking into Redis; returns the manifest's fragment."""
-        client = _redis(url)
-        prefix = f"{KEY_PREFIX}:{version}"
-        digest = hashlib.sha256()
-        pipe = client.pipeline(transaction=False)
-        for user in range(1, rankings.num_users + 1):
-            payload = rankings.user(user).to_bytes()
-            digest.update(hashlib.sha256(payload).digest())
-            pipe.set(f"{prefix}:{user}", payload)
-            if user % batch == 0:
-                pipe.execute()
-        meta = {"users": rankings.num_users, "channels": list(rankings.channels), "sha256": digest.hexdigest()}
-        pipe.set(f"{prefix}:meta", json.dumps(meta))
-        pipe.execute()
+    def write_block(url: str, prefix: str, first: int, block: PrecomputedRankings) -> bytes:
+        """A packed block's users (`first`, `first + 1`, ...) into Redis under `prefix`, from
+        whichever process ranked them; returns the SHA-256 of each user's payload, in order, for
+        `finish`."""
+        digests = []
+        with _store(url) as client:
+            pipe = client.pipeline(transaction=False)
+            for row in range(block.num_rows):
+                payload = block.user(row).to_bytes()
+                digests.append(hashlib.sha256(payload).digest())
+                pipe.set(f"{prefix}:{first + row}", payload)
+            pipe.execute()
+        return b"".join(digests)
+
+    @staticmethod
+    def finish(url: str, prefix: str, channels: tuple, digests: Iterable[bytes]) -> dict:
+        """The meta key, once every user is written (`digests`: `write_block`'s, in user order);
+        returns the manifest's fragment."""
+        digest, users = hashlib.sha256(), 0
+        for block in digests:
+            digest.update(block)
+            users += len(block) // DIGEST_BYTES
+        meta = {"users": users, "channels": list(channels), "sha256": digest.hexdigest()}
+        with _store(url) as client:
+            client.set(f"{prefix}:meta", json.dumps(meta))
         return {"store": "redis", "url": _redact(url), "prefix": prefix, **meta}
+
+    @classmethod
+    def write(cls, url: str, prefix: str, channels: tuple, blocks: Iterable[PrecomputedRankings]) -> dict:
+        """Blocks of users 1..N, in order, into Redis as they come (none is kept); returns the
+        manifest's fragment."""
+        def written():
+            first = 1
+            for block in blocks:
+                yield cls.write_block(url, prefix, first, block)
+                first += block.num_rows
+        return cls.finish(url, prefix, channels, written())
 
     @classmethod
     def open(cls, fragment: dict) -> "RedisRankings":

@@ -54,7 +54,8 @@ def test_rankings_packed_a_block_at_a_time_equal_the_whole_table(bundle_root, mo
     slots = tuple(table.pools)
     for block in (1, 100, 4096):
         monkeypatch.setattr(precomputed, "PACK_BLOCK", block)
-        packed = precomputed.from_users(table.channels, iter(users), slots, table.pool_size, table.pool_keep)
+        blocks = precomputed.pack_blocks(table.channels, iter(users), slots, table.pool_size, table.pool_keep)
+        packed = precomputed.join(list(blocks), table.channels, slots, table.pool_size, table.pool_keep)
         for name in ("indptr", "items", "scores", "proposed"):
             np.testing.assert_array_equal(getattr(packed, name), getattr(table, name))
         for slot in slots:
