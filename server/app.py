@@ -444,14 +444,23 @@ async def start(config: ServerConfig) -> RunningServer:
     warning = insecure_warning(config)
     if warning:
         log.warning(warning)
-    try:
-        port = (server.add_secure_port(config.address, credentials) if credentials
-                else server.add_insecure_port(config.address))
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ServerError(f"cannot listen on {config.address}")
-    await server.start()
+
+    async def listen() -> int:
+        try:
+            port = (server.add_secure_port(config.address, credentials) if credentials
+                    else server.add_insecure_port(config.address))
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise ServerError(f"cannot listen on {config.address}")
+        await server.start()
+        return port
+
+    # Alone on its port, a server listens while it loads (its health says NOT_SERVING); a worker
+    # sharing the port binds it only once loaded, or the kernel would hand it calls it cannot answer.
+    if config.reuse_port:
+        await holder.load()
+    port = await listen()
     try:
         if config.metrics_port:
             try:
@@ -459,7 +468,8 @@ async def start(config: ServerConfig) -> RunningServer:
             except OSError as exc:
                 raise ServerError(f"cannot serve metrics on {config.metrics_address}:{config.metrics_port} "
                                   f"({exc.strerror})") from None
-        await holder.load()
+        if not config.reuse_port:
+            await holder.load()
     except BaseException:
         await server.stop(0)  # nothing to serve: release the port before reporting why
         raise

@@ -43,6 +43,44 @@ def own_address() -> str:
     return address
 
 
+def test_a_worker_sharing_its_port_takes_no_connection_while_it_loads(bundle_root, monkeypatch):
+    """With --workers the kernel hands each new connection to one of the processes bound to the
+    port: a worker binds it only once its bundle is loaded, so no call lands on one that cannot
+    answer yet."""
+    import asyncio
+
+    from movierec.server.app import BundleHolder, ServerConfig
+
+    loading, release, started = threading.Event(), threading.Event(), {}
+    load = BundleHolder.load
+
+    async def held_load(self):
+        loading.set()
+        await asyncio.to_thread(release.wait, 60)
+        await load(self)
+
+    monkeypatch.setattr(BundleHolder, "load", held_load)
+    port = free_port()
+    config = ServerConfig(bundles=bundle_root, address=f"127.0.0.1:{port}", metrics_port=0, watch_interval=0,
+                          reuse_port=True)
+    starter = threading.Thread(target=lambda: started.update(live=LiveServer(config)))
+    starter.start()
+    try:
+        assert loading.wait(60)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0   # refused: nothing takes connections yet
+    finally:
+        release.set()
+        starter.join(120)
+    live = started["live"]
+    try:
+        with grpc.insecure_channel(live.target) as served:
+            reply = pb_grpc.RecommenderStub(served).Recommend(pb.RecommendRequest(user_id=1, n=5), timeout=10)
+        assert len(reply.items) == 5
+    finally:
+        live.stop()
+
+
 def test_metrics_stay_on_loopback_unless_an_address_is_given(bundle_root):
     from movierec.server.app import ServerConfig
 
