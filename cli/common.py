@@ -12,6 +12,8 @@ from typing import Optional
 warnings.filterwarnings("ignore", message=".*ccache.*")
 os.environ.setdefault("GLOG_minloglevel", "2")
 logging.getLogger("faiss").setLevel(logging.WARNING)
+# A build on a cluster: the engines' start-and-stop chatter, not what a user asked for; warnings stay.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 import typer
 from rich.console import Console

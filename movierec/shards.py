@@ -9,6 +9,7 @@ puts it in its object store), so large arrays common to every shard are not sent
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from movierec.errors import ConfigError
@@ -60,9 +61,9 @@ def _on_ray(where: str, task, shared: tuple, shards: list, done) -> dict:
     import ray
 
     if where.startswith("local:"):
-        ray.init(num_cpus=int(where[6:]), include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=int(where[6:]), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     else:
-        ray.init(address=where)
+        ray.init(address=where, logging_level=logging.WARNING)
     results = {}
     try:
         remote = ray.remote(num_cpus=1)(task)
