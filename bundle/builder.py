@@ -355,28 +355,27 @@ def build_bundle(options: BuildOptions, progress: Callable | None = None,
             advance = progress(num_users, "ranking every user") if progress else None
             pools = {"popular": load_npy(tmp / "popular.npy")[:options.slot_pool],
                      "new": load_npy(tmp / "new.npy")[:options.slot_pool]}
+            store = None
             if options.rankings_store:
                 from movierec.rank.ranking_stores import RedisRankings, store_prefix
 
                 ranking_prefix = store_prefix(version)   # removed again if the build fails from here on
-                if options.build_cluster:
-                    digests = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
-                                         options.slot_pool, MAX_N, advance, say=lambda _: None,
-                                         store=(options.rankings_store, ranking_prefix))
-                    ranking_store = RedisRankings.finish(options.rankings_store, ranking_prefix, recaller.names, digests)
+                store = (options.rankings_store, ranking_prefix)
+            if options.build_cluster:   # blocks; with a store, the digests of the blocks the workers wrote into it
+                ranked = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
+                                    options.slot_pool, MAX_N, advance, say=lambda _: None, store=store)
+                if store:
+                    ranking_store = RedisRankings.finish(*store, recaller.names, ranked)
                 else:
-                    with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
-                        blocks = ranked_blocks(recaller, ranker, contexts, pools, MAX_N, advance)
-                        ranking_store = RedisRankings.write(options.rankings_store, ranking_prefix, recaller.names,
-                                                            blocks)
+                    rankings = join(ranked, recaller.names, tuple(pools), pool_size(pools), MAX_N)
             else:
-                if options.build_cluster:
-                    blocks = rank_users(options.build_cluster, tmp, fragments, rank_fragment, num_users, num_items,
-                                        options.slot_pool, MAX_N, advance, say=lambda _: None)
-                    rankings = join(blocks, recaller.names, tuple(pools), pool_size(pools), MAX_N)
-                else:
-                    with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                with threadpool_limits(1), search_threads(1):  # single queries, as the server runs them
+                    if store:
+                        ranking_store = RedisRankings.write(*store, recaller.names, ranked_blocks(
+                            recaller, ranker, contexts, pools, MAX_N, advance))
+                    else:
                         rankings = precompute_rankings(recaller, ranker, contexts, pools, MAX_N, advance)
+            if not store:
                 rankings.save(tmp / "rankings.npz")
             timings["rankings_seconds"] = time.perf_counter() - started
         if fail_after == "rankings":
