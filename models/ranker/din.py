@@ -86,8 +86,8 @@ class DIN(nn.Layer):
         return DINScorer({
             "history": np.array(self.history),
             "item_vectors": vectors.numpy(),
-            "item_attention": self.attention_item(vectors).numpy(),
             "item_output": self.output_item(vectors).numpy(),
+            "attention_item_w": weight["attention_item"], "attention_item_b": self.attention_item.bias.numpy(),
             "attention_history": weight["attention_history"], "attention_cross": weight["attention_cross"],
             "attention_out_w": weight["attention_out"][:, 0], "attention_out_b": self.attention_out.bias.numpy(),
             "output_interest": weight["output_interest"], "output_cross": weight["output_cross"],
