@@ -22,14 +22,10 @@ import time
 from pathlib import Path
 
 from movierec.bundle.builder import BuildOptions, build_bundle
-from movierec.bundle.heldout import held_out
 from movierec.bundle.loader import load_bundle
-from movierec.dataset.evaluation import list_metrics, position_in_lists
-from movierec.dataset.sequences import Histories
-from movierec.dataset.store import load_dataset
+from movierec.client.quality import served_validation
 from movierec.models.ranker.config import DEFAULT_GROUPS, MODELS as MODEL_NAMES, RankerConfig
 from movierec.models.ranker.train import train_ranker
-from movierec.server.pipeline import Pipeline, RecommendInput
 
 MODELS = {"NCF over candidates (ncf-list)": "ncf", "LightGBM (lgbm)": "lgbm", "DIN (din)": "din"}
 ABLATIONS = {"": None, " without recall signals": "recall", " without side features and posters": "side"}
@@ -39,17 +35,10 @@ VARIANTS = {  # name: (model, feature groups: the model's default, less one grou
 }
 
 
-def score(root: Path, targets_before: str) -> dict:
+def score(root: Path) -> dict:
     bundle = load_bundle(root)
-    dataset = load_dataset(Path(bundle.manifest["dataset"]["path"]))
-    held = held_out(bundle, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
-    pipeline, raw = Pipeline(bundle), bundle.user_raw_ids()
-    lists = {"personalized slot": [], "served": []}
-    for user in held.users:
-        for name, shares in (("personalized slot", {"personalized": 1.0}), ("served", None)):
-            items = pipeline.recommend(RecommendInput(user_id=int(raw[user]), n=10, shares=shares)).items
-            lists[name].append(bundle.item_ids(items))
-    return {name: list_metrics(position_in_lists(found, held.targets), [10]) for name, found in lists.items()}
+    return {"personalized slot": served_validation(bundle, shares={"personalized": 1.0}),
+            "served": served_validation(bundle)}
 
 
 def main() -> None:
@@ -78,10 +67,12 @@ def main() -> None:
         started = time.perf_counter()
         run = out / "rankers" / f"{model}-{groups.replace(',', '-')}"
         validation = train_ranker(RankerConfig(model=model, bundles=valid_root, targets_before=targets_before,
-                                               run_dir=run, features=groups), say=lambda _: None)
+                                               run_dir=run, features=groups), served_validation, say=lambda _: None)
         runs[name] = run
         print(f"{name}: validation NDCG@10 {validation['NDCG@10']:.4f} (recall order "
-              f"{validation['recall order']['NDCG@10']:.4f}), {time.perf_counter() - started:.0f}s", flush=True)
+              f"{validation['recall order']['NDCG@10']:.4f}), served {validation['served']['NDCG@10']:.4f} (as the "
+              f"bundle serves {validation['recall order']['served']['NDCG@10']:.4f}), "
+              f"{time.perf_counter() - started:.0f}s", flush=True)
         results[name] = {"validation": validation}
     rankers = {"SASRec alone (recall order)": "recall,channel=sasrec", "today's NCF order (ncf)": "ncf",
                **{name: f"{MODEL_NAMES[VARIANTS[name][0]]},run={run}" for name, run in runs.items()}}
@@ -90,7 +81,7 @@ def main() -> None:
         root = out / "bundles" / f"test-{number}"
         options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))
         report = build_bundle(BuildOptions(args.data, *args.runs, root, keep=1, **test_split, **options))
-        results.setdefault(name, {})["test"] = score(root, "")
+        results.setdefault(name, {})["test"] = score(root)
         results[name]["ranker"] = report.manifest["rank"]["name"]
         if not ranker:
             results[name]["choice"] = report.manifest["rank"]["choice"]["chosen"]
@@ -98,12 +89,13 @@ def main() -> None:
         print(f"{name}: personalized slot NDCG@10 {test['personalized slot']['NDCG@10']:.4f}, served "
               f"{test['served']['NDCG@10']:.4f}", flush=True)
     (out / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
-    print("\n| ranker | validation NDCG@10 | personalized slot HR@10 / NDCG@10 | served HR@10 / NDCG@10 |")
+    print("\n| ranker | validation NDCG@10: order, served | personalized slot HR@10 / NDCG@10 | served HR@10 / NDCG@10 |")
     print("| --- | --- | --- | --- |")
     for name, result in results.items():
         if "test" not in result:
             continue
-        valid = f"{result['validation']['NDCG@10']:.4f}" if "validation" in result else ""
+        valid = (f"{result['validation']['NDCG@10']:.4f}, {result['validation']['served']['NDCG@10']:.4f}"
+                 if "validation" in result else "")
         p, s = result["test"]["personalized slot"], result["test"]["served"]
         print(f"| {name} | {valid} | {p['HR@10']:.4f} / {p['NDCG@10']:.4f} | {s['HR@10']:.4f} / {s['NDCG@10']:.4f} |")
     print("chosen:", results["chosen on validation"].get("choice"))

@@ -118,14 +118,16 @@ def train_content(
 def train_ranker(config: RankerConfig, processes: Processes):
     """Train a ranker on what a held-out bundle's recall hands it (one positive per user, the
     other candidates as hard negatives), and score it beside the recall order on validation
-    users; `movierec build --ranker-run` serves the winner."""
+    users, its order and the lists served with it; `movierec build --ranker-run` serves the
+    winner."""
+    from movierec.client.quality import served_validation
     from movierec.models.ranker.train import train_ranker as train
 
     if config.ranker == "lgbm" and (processes.nproc > 1 or processes.nnodes > 1):
         raise CLIError("--nproc and --nnodes train the Paddle rankers (ncf, din); LightGBM trains in one process")
     if processes.launch_here(config.run_dir.parent / f"{config.run_dir.name}-{LAUNCH_LOGS}"):
         return
-    train(config, say=console.print, progress=progress)
+    train(config, served_validation, say=console.print, progress=progress)
     console.print(f"ranker run: {config.run_dir}")
 
 

@@ -17,6 +17,7 @@ coverage of each kind of list and its intra-list genre diversity.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,25 @@ class Served:
                 request.quotas.CopyFrom(pb.Quotas(**shares))
             raw_items = [i.item_id for i in self.stub.Recommend(request, timeout=10).items]
         return self.bundle.item_ids(raw_items)
+
+
+def served_validation(bundle: Bundle, ranker=None, users: np.ndarray | None = None, targets_before: str = "",
+                      k: int = 10, shares: dict | None = None) -> dict:
+    """HR@k and NDCG@k of the lists the server would return (the bundle's slot pool; default
+    quotas unless `shares`) to the users of a held-out bundle (or those of them in `users`),
+    scored on their targets, with `ranker` in the place of the bundle's own when given: how
+    `movierec train ranker` scores a ranker run by what a caller receives, so that `movierec
+    build --ranker-run` chooses by it."""
+    dataset = load_dataset(Path(bundle.manifest["dataset"]["path"]))
+    held = held_out(bundle, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
+    keep = np.isin(held.users, users) if users is not None else np.ones(len(held.users), bool)
+    slot_pool = int(bundle.manifest["options"].get("slot_pool", SLOT_POOL))
+    serving = dataclasses.replace(bundle, ranker=ranker) if ranker is not None else bundle
+    pipeline = Pipeline(serving, use_precomputed=ranker is None, slot_pool=slot_pool)
+    raw = bundle.user_raw_ids()
+    lists = [bundle.item_ids(pipeline.recommend(RecommendInput(user_id=int(raw[user]), n=k, shares=shares)).items)
+             for user in held.users[keep]]
+    return {**list_metrics(position_in_lists(lists, held.targets[keep]), [k]), "users": int(keep.sum())}
 
 
 def served_quality(config: QualityConfig, say: Callable[[str], None] = print, progress=None) -> dict:

@@ -4,7 +4,9 @@ directory, its features (`rank.features`) built into the bundle, and the choice 
 A ranker run directory holds:
 
     config.json        the ranker's name, its feature spec, and the bundle and split it was trained on
-    validation.json    NDCG@10 / HR@10 of its order and of the recall order on validation users
+    validation.json    NDCG@10 / HR@10 on the validating users: of its order and of the recall
+                       order over their candidates, and of the served lists with it and with
+                       the bundle's own ranker (`served`)
     poster_basis.npz   the projection of poster vectors to the `side` group's few dimensions
     <model files>      what the ranker's own module reads (`from_run`)
 
@@ -38,6 +40,7 @@ VALIDATION = "validation.json"
 POSTER_BASIS = "poster_basis.npz"
 MONITOR = "NDCG@10"
 RECALL_ORDER = "recall order"
+SERVED = "served"   # the served lists' figures on the validating users
 
 
 def read_ranker_run(run_dir: str | Path) -> tuple[dict, dict]:
@@ -47,6 +50,7 @@ def read_ranker_run(run_dir: str | Path) -> tuple[dict, dict]:
         config = json.loads((run_dir / RUN_CONFIG).read_text())
         validation = json.loads((run_dir / VALIDATION).read_text())
         config["ranker"], config["features"], validation[MONITOR]
+        validation[SERVED][MONITOR], validation[RECALL_ORDER][SERVED][MONITOR]
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{run_dir} is not a finished ranker run (train one with `movierec train ranker`)") from None
     return config, validation
@@ -152,13 +156,18 @@ class LearnedRanker:
 
 
 def choose_ranker(runs: list[Path]) -> tuple[Path | None, dict]:
-    """The run whose order beats the recall order by the most on its validation users (None
-    when none beats it), and what each scored."""
+    """Among the runs whose order beats the recall order on their validating users, the one
+    whose served lists score best there, provided they beat what the bundle serves without it
+    (None when no run does); and what each scored. The served lists, not the order alone,
+    decide: under a time cut most validating users are new, and what a ranker does for them
+    shows only in how it orders the popular and new slots."""
     scored = {}
     for run in runs:
         config, validation = read_ranker_run(run)
         scored[str(run)] = {"ranker": config["ranker"], MONITOR: validation[MONITOR],
-                            RECALL_ORDER: validation[RECALL_ORDER][MONITOR]}
-    winners = [run for run in runs if scored[str(run)][MONITOR] > scored[str(run)][RECALL_ORDER]]
-    best = max(winners, key=lambda run: scored[str(run)][MONITOR], default=None)
+                            RECALL_ORDER: validation[RECALL_ORDER][MONITOR], SERVED: validation[SERVED][MONITOR],
+                            f"{SERVED}, {RECALL_ORDER}": validation[RECALL_ORDER][SERVED][MONITOR]}
+    winners = [run for run in runs if scored[str(run)][MONITOR] > scored[str(run)][RECALL_ORDER]
+               and scored[str(run)][SERVED] > scored[str(run)][f"{SERVED}, {RECALL_ORDER}"]]
+    best = max(winners, key=lambda run: scored[str(run)][SERVED], default=None)
     return best, scored

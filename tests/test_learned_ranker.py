@@ -17,7 +17,9 @@ from movierec.cli import app
 from movierec.dataset.sequences import chronological, leave_last_out
 from movierec.errors import ConfigError
 from movierec.models.ranker.config import RankerConfig
-from movierec.models.ranker.data import candidate_lists, check_no_leakage, list_metrics, validation_users
+from movierec.client.quality import QualityConfig, served_quality, served_validation
+from movierec.models.ranker.data import (bundle_item_histories, candidate_lists, check_no_leakage, list_metrics,
+                                         validation_users)
 from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
 from movierec.server.pipeline import Pipeline, RecommendInput
 
@@ -31,8 +33,6 @@ def validation_root(ml100k_dataset, trained_runs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lists(validation_root):
-    from movierec.models.ranker.data import bundle_item_histories
-
     bundle = load_bundle(validation_root, with_rankings=False)
     table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, None, None)
     spec = FeatureSpec(bundle.recaller.names, ("recall", "popularity", "side", "history"),
@@ -166,6 +166,17 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
     assert result.exit_code == 0, result.output
     validation = json.loads((run / "validation.json").read_text())
     assert validation["users"] > 100 and 0 <= validation["NDCG@10"] <= 1
+    # the served lists of the validating users, as the bundle serves them, are those `eval` scores
+    bundle = load_bundle(validation_root, with_rankings=False)
+    lists = candidate_lists(bundle, RankFeatures(FeatureSpec(bundle.recaller.names, ("recall",), 0, 0),
+                                                 ItemTable.build(bundle.items, bundle_item_histories(bundle),
+                                                                 bundle.encoder, None, None)), pool_sample=0)
+    validating = lists.users[validation_users(lists.users, RankerConfig().seed)]
+    assert validation["recall order"]["served"]["users"] == validation["served"]["users"] == len(validating)
+    report = served_quality(QualityConfig(bundles=validation_root), say=lambda _: None)
+    assert served_validation(bundle)["NDCG@10"] == pytest.approx(report["metrics"]["served"]["all users"]["NDCG@10"])
+    assert served_validation(bundle, users=validating)["NDCG@10"] == pytest.approx(
+        validation["recall order"]["served"]["NDCG@10"])
 
     # a bundle holding out the ranker's own targets is refused
     refused = runner.invoke(app, ["build", "--data", str(ml100k_dataset.path), "--sasrec-run", str(trained_runs[0]),
@@ -175,7 +186,7 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
 
     # force the choice both ways: the run wins, or the recall order stays
     for wins in (True, False):
-        (run / "validation.json").write_text(json.dumps({**validation, "NDCG@10": 1.0 if wins else 0.0}))
+        (run / "validation.json").write_text(json.dumps({**validation, "served": {"NDCG@10": 1.0 if wins else 0.0}}))
         root = tmp_path / f"test-{wins}"
         build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, root, hold_out_last=1, ranker_runs=(run,)))
         bundle = load_bundle(root)
@@ -187,3 +198,30 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
         stored = served.recommend(RecommendInput(user_id=user, n=30))
         computed = online.recommend(RecommendInput(user_id=user, n=30))
         assert stored.precomputed and stored.items.tolist() == computed.items.tolist()
+
+
+def _ranker_run(path, ranker, order, recall_order, served, served_as_bundled):
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"ranker": ranker, "features": {}}))
+    (path / "validation.json").write_text(json.dumps({
+        "NDCG@10": order, "served": {"NDCG@10": served},
+        "recall order": {"NDCG@10": recall_order, "served": {"NDCG@10": served_as_bundled}}}))
+    return path
+
+
+def test_the_build_chooses_the_run_whose_served_lists_win_on_validation(tmp_path):
+    from movierec.rank.learned import choose_ranker
+
+    best_order = _ranker_run(tmp_path / "a", "lgbm", 0.30, 0.10, 0.20, 0.15)
+    best_served = _ranker_run(tmp_path / "b", "din", 0.20, 0.10, 0.25, 0.15)
+    worse_than_recall = _ranker_run(tmp_path / "c", "ncf-list", 0.05, 0.10, 0.40, 0.15)
+    assert choose_ranker([best_order, best_served, worse_than_recall])[0] == best_served
+    assert choose_ranker([best_order])[0] == best_order
+    assert choose_ranker([worse_than_recall])[0] is None          # its order loses to the recall order
+    serves_worse = _ranker_run(tmp_path / "d", "din", 0.20, 0.10, 0.14, 0.15)
+    assert choose_ranker([serves_worse])[0] is None               # the served lists lose to the bundle's own
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "config.json").write_text(json.dumps({"ranker": "din", "features": {}}))
+    (tmp_path / "e" / "validation.json").write_text(json.dumps({"NDCG@10": 0.2, "recall order": {"NDCG@10": 0.1}}))
+    with pytest.raises(ConfigError, match="not a finished ranker run"):   # a run without served figures
+        choose_ranker([tmp_path / "e"])

@@ -1,6 +1,7 @@
 """`movierec train ranker`: candidate lists from a held-out bundle (`data`), one model trained
-on 80% of the users' lists, and its order scored beside the bundle's recall order on the other
-20% (`validation.json`, what `movierec build --ranker-run` chooses by)."""
+on 80% of the users' lists, and, on the other 20%, its order scored beside the bundle's recall
+order, and the served lists with it beside those the bundle serves (`validation.json`, what
+`movierec build --ranker-run` chooses by)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from movierec.dataset.posters import catalogue_posters, load_posters
 from movierec.dataset.store import load_dataset
 from movierec.files import save_npz, write_json
 from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
-from movierec.rank.learned import MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, VALIDATION, project_posters
+from movierec.rank.learned import MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, SERVED, VALIDATION, project_posters
+from movierec.rank.rankers import RANKERS
 
 from .config import RankerConfig
 from .data import bundle_item_histories, candidate_lists, check_no_leakage, list_metrics, validation_users
@@ -46,7 +48,10 @@ def _posters_of(manifest: dict) -> Path | None:
     return trained_with if trained_with.is_file() else None
 
 
-def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progress=None) -> dict:
+def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], None] = print, progress=None) -> dict:
+    """Train, validate and write one ranker run. `served(bundle, ranker, users, targets_before)`
+    scores the lists the server would return to the validating users with a given ranker
+    (`client.quality.served_validation`; training sits below the server, so it is handed in)."""
     from movierec.training.distributed import barrier, is_main, start
 
     start()   # joins the other processes when launched with --nproc
@@ -110,6 +115,10 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
                   "bundle ranker": bundle.manifest["rank"]["name"], "users": len(valid_all)}
     if not is_main():   # several processes: the first writes the run
         return validation
+    ranker_type = RANKERS.get(config.ranker)
+    ranker = ranker_type(features, ranker_type.model_from_run(run_dir, spec), {})
+    validation[SERVED] = served(bundle, ranker, valid_all.users, config.targets_before)
+    validation[RECALL_ORDER][SERVED] = served(bundle, bundle.ranker, valid_all.users, config.targets_before)
     write_json(run_dir / VALIDATION, validation)
     write_json(run_dir / RUN_CONFIG, {
         "ranker": config.ranker, "features": spec.to_dict(), "feature_names": spec.names(),
@@ -123,4 +132,7 @@ def train_ranker(config: RankerConfig, say: Callable[[str], None] = print, progr
     say(f"validation ({len(valid_all):,} users): {config.ranker} NDCG@10 {validation[MONITOR]:.4f} HR@10 "
         f"{validation['HR@10']:.4f}; recall order NDCG@10 {validation[RECALL_ORDER][MONITOR]:.4f} HR@10 "
         f"{validation[RECALL_ORDER]['HR@10']:.4f}")
+    say(f"served lists: with {config.ranker} NDCG@10 {validation[SERVED][MONITOR]:.4f} HR@10 "
+        f"{validation[SERVED]['HR@10']:.4f}; as the bundle serves them NDCG@10 "
+        f"{validation[RECALL_ORDER][SERVED][MONITOR]:.4f} HR@10 {validation[RECALL_ORDER][SERVED]['HR@10']:.4f}")
     return json.loads((run_dir / VALIDATION).read_text())
