@@ -177,7 +177,7 @@ class RankFeatures:
             scores = np.zeros((n, width), np.float32)
             ranks = np.full((n, width), -1, np.int32)
             scores[:, present] = merged.scores[:, columns[present]]
-            np.nan_to_num(scores, copy=False, nan=0.0)
+            scores[np.isnan(scores)] = 0.0
             ranks[:, present] = merged.ranks[:, columns[present]]
             proposed = ranks >= 0
             per_channel = out[:, :3 * width].reshape(n, width, 3)
@@ -192,7 +192,8 @@ class RankFeatures:
             out[:, self.user_column:self.user_column + len(USER_FEATURES)] = context.user_features
         if "history" in groups:
             sequence = context.sequence
-            profile = t.genres[sequence[-PROFILE_ITEMS:]].mean(axis=0) if len(sequence) else np.zeros(t.genres.shape[1])
+            recent = sequence[-PROFILE_ITEMS:]
+            profile = t.genres[recent].sum(axis=0) / max(len(recent), 1)
             out[:, self.history_column] = np.log1p(len(sequence))
             out[:, self.history_column + 1] = t.genres[items] @ profile
         if "ncf" in groups:
