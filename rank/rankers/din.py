@@ -49,7 +49,6 @@ class DINScorer(SavedArrays):
         np.add.at(self.dense, columns, scale[:, None] * dense)
         # the output layer's candidate part (bias in) less the standardisation's shift
         self.item_output = np.ascontiguousarray(a["item_output"] - (mean * scale) @ dense, dtype=np.float32)
-        self.output_pair = np.concatenate([a["output_interest"], a["output_cross"]]).astype(np.float32)
 
     def grow(self, count: int) -> None:
         for key in ("item_vectors", "item_output"):
@@ -75,8 +74,11 @@ class DINScorer(SavedArrays):
             _relu(pre)
             weights = (pre.reshape(-1, units) @ a["attention_out_w"]).reshape(len(items), -1)
             weights += a["attention_out_b"]
-            interest = (weights @ seen) / self.history                              # (N, D)
-            hidden += np.concatenate([interest, interest * candidates[:, :self.dim]], 1) @ self.output_pair
+            weights /= self.history
+            interest = weights @ seen                                               # (N, D)
+            hidden += weights @ (seen @ a["output_interest"])                       # = interest @ output_interest
+            interest *= candidates[:, :self.dim]
+            hidden += interest @ a["output_cross"]
         _relu(hidden)
         return hidden @ a["out_w"] + a["out_b"]
 
