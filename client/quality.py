@@ -132,12 +132,11 @@ def served_validation(bundle: Bundle, ranker=None, users: np.ndarray | None = No
     dataset = load_dataset(Path(bundle.manifest["dataset"]["path"]))
     held = held_out(bundle, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
     keep = np.isin(held.users, users) if users is not None else np.ones(len(held.users), bool)
+    if ranker is not None:   # rankings precomputed by the bundle's own ranker do not hold for another
+        bundle = dataclasses.replace(bundle, ranker=ranker, precomputed=None)
     slot_pool = int(bundle.manifest["options"].get("slot_pool", SLOT_POOL))
-    serving = dataclasses.replace(bundle, ranker=ranker) if ranker is not None else bundle
-    pipeline = Pipeline(serving, use_precomputed=ranker is None, slot_pool=slot_pool)
-    raw = bundle.user_raw_ids()
-    lists = [bundle.item_ids(pipeline.recommend(RecommendInput(user_id=int(raw[user]), n=k, shares=shares)).items)
-             for user in held.users[keep]]
+    served = Served(bundle, QualityConfig(bundles=bundle.path, slot_pool=slot_pool))
+    lists = [served.list(int(user), k, shares) for user in held.users[keep]]
     return {**list_metrics(position_in_lists(lists, held.targets[keep]), [k]), "users": int(keep.sum())}
 
 
