@@ -80,6 +80,11 @@ class LearnedRanker:
 
     def __init__(self, features: RankFeatures, model, source: dict):
         self.features, self.model, self.source = features, model, source
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Serving-time work derived from the features and the model together; made again when
+        the catalogue grows."""
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray:
         if not len(merged.items):
@@ -113,6 +118,7 @@ class LearnedRanker:
         self.features = RankFeatures(features.spec, features.table.grown(added), features.ncf)
         if hasattr(self.model, "grow"):
             self.model.grow(len(added))
+        self.prepare()
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "LearnedRanker":

@@ -157,6 +157,60 @@ def test_the_din_numpy_scorer_equals_the_paddle_model(trained_runs, ml100k_datas
     assert np.abs(scores[0] - scores[20]).max() > 1e-2   # the history moves the scores
 
 
+def test_the_served_rankers_score_as_their_scorers_do_on_the_whole_feature_matrix(lists, validation_root,
+                                                                                   trained_runs, ml100k_dataset):
+    """DIN and NCF over candidates serve from item-only and request-only parts computed apart
+    (`ProjectedFeatures`): the same logits as the scorers over the full feature matrix, for
+    known and new users, the slots' pools, and after the catalogue grows."""
+    from movierec.models.ncf.training import exported_scorer, load_ncf, read_ncf_config, run_features
+    from movierec.models.ranker.din import DIN, sasrec_item_embeddings
+    from movierec.models.ranker.listwise import dense_columns
+    from movierec.models.ranker.ncf_list import CandidateNCF
+    from movierec.rank.rankers.din import DINRanker
+    from movierec.rank.rankers.ncf_list import CandidateNCFRanker
+    from movierec.recall.component import AddedItems
+
+    _, spec, _ = lists
+    bundle = load_bundle(validation_root, with_rankings=False)   # its channels grow below
+    rng = np.random.default_rng(3)
+    spec = dataclasses.replace(spec, groups=(*spec.groups, "ncf"))
+    table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, None, None)
+    columns = dense_columns(spec)
+    mean, scale = rng.normal(size=len(columns)).astype(np.float32), (rng.random(len(columns)) + 0.5).astype(np.float32)
+    din = DIN(sasrec_item_embeddings(trained_runs[0], ml100k_dataset.num_items), 20, columns, mean, scale)
+    _randomise(din, rng)
+    ncf_run = load_ncf(trained_runs[1], run_features(ml100k_dataset, trained_runs[1], read_ncf_config(trained_runs[1])))
+    ncf_list = CandidateNCF(ncf_run, columns, mean, scale)
+    for p in ncf_list.dense.parameters():
+        p.set_value(rng.normal(size=p.shape).astype(np.float32))
+    ncf_list.eval()
+    ncf = exported_scorer(ml100k_dataset, trained_runs[1])[0]
+    rankers = [DINRanker(RankFeatures(spec, table, ncf), din.export(), {}),
+               CandidateNCFRanker(RankFeatures(spec, table, ncf), ncf_list.export(), {})]
+
+    def expect_equal(ranker, context, merged):
+        matrix = ranker.features.matrix(context, merged)
+        whole = (ranker.model.score(context.sequence, merged.items, matrix) if ranker.name == "din" else
+                 ranker.model.score(context.user, context.user_features, merged.items, matrix))
+        np.testing.assert_allclose(ranker.score(context, merged), whole, atol=1e-4, rtol=1e-5)
+
+    new_user = bundle.context(0, bundle.encoder.encode_request("F", 30, "writer", "10001"))
+    for ranker in rankers:
+        for context in (bundle.context(1), bundle.context(500), new_user):
+            merged, _ = bundle.recaller.recall(context)
+            expect_equal(ranker, context, merged)
+            expect_equal(ranker, context, bundle.recaller.score_items(context, bundle.popular[:200], ranker.signals))
+    genres = np.zeros((2, len(bundle.encoder.genres)), np.float32)
+    genres[:, 0] = 1
+    added = AddedItems(np.arange(bundle.num_items + 1, bundle.num_items + 3), np.array([2001, 0]), genres, None, None)
+    for component in (*bundle.recaller.channels, *rankers):
+        component.grow(added)
+    context = bundle.context(1, num_items=bundle.num_items + 2)
+    items = np.r_[bundle.popular[:50], added.ids]
+    for ranker in rankers:
+        expect_equal(ranker, context, bundle.recaller.score_items(context, items, ranker.signals))
+
+
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,
                                                                         trained_runs, tmp_path):
     runner = CliRunner()

@@ -18,6 +18,7 @@ import numpy as np
 
 from movierec.files import SavedArrays
 from movierec.tables import grown
+from movierec.rank.features import ProjectedFeatures
 from movierec.rank.learned import LearnedRanker
 
 
@@ -49,6 +50,9 @@ class DINScorer(SavedArrays):
         np.add.at(self.dense, columns, scale[:, None] * dense)
         # the output layer's candidate part (bias in) less the standardisation's shift
         self.item_output = np.ascontiguousarray(a["item_output"] - (mean * scale) @ dense, dtype=np.float32)
+        # the attention weights are divided by the number of items the model reads
+        self.attention_out_w = (a["attention_out_w"] / self.history).astype(np.float32)
+        self.attention_out_b = (a["attention_out_b"] / self.history).astype(np.float32)
 
     def grow(self, count: int) -> None:
         for key in ("item_vectors", "item_output"):
@@ -57,13 +61,16 @@ class DINScorer(SavedArrays):
 
     def score(self, sequence: np.ndarray, items: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """Logits of `items` after `sequence` (oldest first); `matrix` their feature rows."""
+        return self.logits(sequence, items, self.item_output[items] + matrix[:, :self.width] @ self.dense)
+
+    def logits(self, sequence: np.ndarray, items: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """Logits given the output layer's candidate and feature part (`item_output` of the
+        items plus the features times `dense`), which this adds to in place."""
         a = self.arrays
-        candidates = self.vectors[items]                                            # (N, D+1), last column 1
-        hidden = self.item_output[items]
-        hidden += matrix[:, :self.width] @ self.dense
         recent = sequence[-self.history:]
         recent = recent[recent > 0]
         if len(recent):
+            candidates = self.vectors[items]                                        # (N, D+1), last column 1
             seen = self.vectors[recent, :self.dim]                                  # (L, D)
             cross, units = a["attention_cross"], a["attention_cross"].shape[1]
             mix = np.empty((self.dim + 1, len(recent), units), np.float32)
@@ -72,9 +79,8 @@ class DINScorer(SavedArrays):
             mix[-1] = seen @ a["attention_history"] + a["attention_item_b"]
             pre = candidates @ mix.reshape(self.dim + 1, -1)                      # (N, L·A)
             _relu(pre)
-            weights = (pre.reshape(-1, units) @ a["attention_out_w"]).reshape(len(items), -1)
-            weights += a["attention_out_b"]
-            weights /= self.history
+            weights = (pre.reshape(-1, units) @ self.attention_out_w).reshape(len(items), -1)
+            weights += self.attention_out_b
             interest = weights @ seen                                               # (N, D)
             hidden += weights @ (seen @ a["output_interest"])                       # = interest @ output_interest
             interest *= candidates[:, :self.dim]
@@ -87,6 +93,10 @@ class DINRanker(LearnedRanker):
     name = "din"
     scorer = DINScorer
 
-    def logits(self, matrix, context, merged) -> np.ndarray:
-        return self.model.score(context.sequence, merged.items, matrix).astype(np.float32)
+    def prepare(self) -> None:
+        self.projection = ProjectedFeatures(self.features, self.model.dense, self.model.item_output)
 
+    def score(self, context, merged) -> np.ndarray:
+        if not len(merged.items):
+            return np.zeros(0, np.float32)
+        return self.model.logits(context.sequence, merged.items, self.projection(context, merged)).astype(np.float32)

@@ -6,11 +6,11 @@ served in numpy, the item-only work precomputed as in `models.ncf.scorer`."""
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from movierec.files import SavedArrays
 from movierec.models.ncf.scorer import NCFScorer
+from movierec.rank.features import ProjectedFeatures
 from movierec.rank.learned import LearnedRanker
 
 NCF_PREFIX = "ncf_"
@@ -34,11 +34,25 @@ class CandidateNCFScorer(SavedArrays):
         fused += ((matrix[:, self.columns] - self.mean) * self.scale) @ self.weight
         return self.ncf.output(fused)
 
+    def by_column(self) -> tuple[np.ndarray, np.ndarray]:
+        """The features' weight with the standardisation folded in: a row per feature column
+        up to the last one read, and the shift to add."""
+        weight = np.zeros((int(self.columns.max()) + 1 if len(self.columns) else 0, self.weight.shape[1]), np.float32)
+        np.add.at(weight, self.columns, self.scale[:, None] * self.weight)
+        return weight, -(self.mean * self.scale) @ self.weight
+
 
 class CandidateNCFRanker(LearnedRanker):
     name = "ncf-list"
     scorer = CandidateNCFScorer
 
-    def logits(self, matrix, context, merged) -> np.ndarray:
-        return self.model.score(context.user, context.user_features, merged.items, matrix).astype(np.float32)
+    def prepare(self) -> None:
+        self.projection = ProjectedFeatures(self.features, *self.model.by_column())
+
+    def score(self, context, merged) -> np.ndarray:
+        if not len(merged.items):
+            return np.zeros(0, np.float32)
+        fused = self.model.ncf.fusion_input(context.user, context.user_features, merged.items)
+        fused += self.projection(context, merged)
+        return self.model.ncf.output(fused).astype(np.float32)
 
