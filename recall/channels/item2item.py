@@ -36,11 +36,10 @@ def item2item_neighbours(sequences_indptr: np.ndarray, sequences_items: np.ndarr
     np.fill_diagonal(co, 0.0)
     co[0, :] = 0.0
     co[:, 0] = 0.0
-    k = min(k, num_items)
-    ids = np.argpartition(-co, k - 1, axis=1)[:, :k]
+    # a stable sort: equal similarities (common among small counts) go to the lower id on every
+    # machine, where argpartition and the default sort break ties as the CPU's SIMD sort happens to
+    ids = np.argsort(-co, axis=1, kind="stable")[:, :min(k, num_items)]
     scores = np.take_along_axis(co, ids, axis=1)
-    order = np.argsort(-scores, axis=1)
-    ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
     ids[scores <= 0] = 0
     return ids.astype(np.int64), scores.astype(np.float32)
 
