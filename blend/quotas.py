@@ -7,7 +7,8 @@ n = 1, 1/1/1 for n = 3 and 7/11/19 for n = 37.
 
 Slots fill in the order personalized, new, popular, each skipping items already taken,
 blocked (seen, recent, excluded) or filtered out; a slot that runs dry leaves its share to
-the others, so exactly n items come back whenever the catalogue allows.
+the others, so exactly n items come back whenever the catalogue allows. The list comes in
+that order, or by score (`Blended.by_score`) where one model scored every slot.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ class Blended:
     scores: np.ndarray
     slots: np.ndarray  # index into SLOTS
     rows: np.ndarray   # each item's position in its slot's list
+
+    def by_score(self) -> "Blended":
+        """The same items, highest score first (ties in slot order): for slots whose scores
+        come from one model, so that the quotas decide which items a list holds and the
+        model where each goes."""
+        order = np.argsort(-self.scores, kind="stable")
+        return Blended(self.items[order], self.scores[order], self.slots[order], self.rows[order])
 
 
 def blend(n: int, shares: dict[str, float], lists: dict[str, SlotList], allowed: np.ndarray) -> Blended:

@@ -34,7 +34,7 @@ from movierec.errors import ConfigError
 from movierec.files import write_json
 from movierec.options import option
 from movierec.blend.lists import SLOT_POOL
-from movierec.server.pipeline import SLOT_ORDERS, Pipeline, RecommendInput
+from movierec.server.pipeline import LIST_ORDERS, SLOT_ORDERS, Pipeline, RecommendInput
 from movierec.workdir import BUNDLES
 
 SEGMENTS = (("new users", 0, 0), ("history 1-19", 1, 19), ("history 20-49", 20, 49), ("history 50-199", 50, 199),
@@ -57,13 +57,15 @@ class QualityConfig:
                                  "period starts).")
     slot_pool: int = option(SLOT_POOL, "As `serve --slot-pool`: the pools of the popular and new slots.")
     slot_order: str = option("personal", "As `serve --slot-order`: 'personal' or 'global'.")
+    list_order: str = option("score", "As `serve --list-order`: 'score' or 'slots'.")
 
     def __post_init__(self) -> None:
         self.k = tuple(sorted(set(self.k))) or (10,)
         if min(self.k) <= 0 or max(self.k) > 200:
             raise ConfigError("--k must be between 1 and 200")
-        if self.slot_order not in SLOT_ORDERS or self.slot_pool < 1:
-            raise ConfigError(f"--slot-pool must be at least 1 and --slot-order one of {', '.join(SLOT_ORDERS)}")
+        if self.slot_order not in SLOT_ORDERS or self.slot_pool < 1 or self.list_order not in LIST_ORDERS:
+            raise ConfigError(f"--slot-pool must be at least 1, --slot-order one of {', '.join(SLOT_ORDERS)} and "
+                              f"--list-order one of {', '.join(LIST_ORDERS)}")
         from movierec.models.peers import PEERS
 
         unknown = [p for p in self.peers if p not in PEERS]
@@ -95,7 +97,8 @@ class Served:
         self.raw_users = bundle.user_raw_ids()
         self.target = config.target
         if config.target is None:
-            self.pipeline = Pipeline(bundle, slot_pool=config.slot_pool, slot_order=config.slot_order)
+            self.pipeline = Pipeline(bundle, slot_pool=config.slot_pool, slot_order=config.slot_order,
+                                     list_order=config.list_order)
         else:
             from movierec.client.connect import channel
             from movierec.server.v1 import recommender_pb2 as pb
@@ -207,7 +210,7 @@ def served_quality(config: QualityConfig, say: Callable[[str], None] = print, pr
         "ranker": bundle.manifest["rank"]["name"],
         "channels": list(bundle.recaller.names),
         "quotas": dict(served.pipeline.shares) if config.target is None else "the server's",
-        "slot_pool": config.slot_pool, "slot_order": config.slot_order,
+        "slot_pool": config.slot_pool, "slot_order": config.slot_order, "list_order": config.list_order,
         "served_from": config.target or "in process",
         "k": list(config.k),
         "users": int(len(held.users)),

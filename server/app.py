@@ -34,7 +34,7 @@ from movierec.server.fresh import Follower, catch_up
 from movierec.server.ingest import SERVICE_NAME as INGEST_NAME, IngestService
 from movierec.store.events import EventStore
 from movierec.blend.lists import SLOT_POOL
-from movierec.server.pipeline import MAX_LIST, SLOT_ORDERS, Pipeline, RecommendInput, RequestError
+from movierec.server.pipeline import LIST_ORDERS, MAX_LIST, SLOT_ORDERS, Pipeline, RecommendInput, RequestError
 from movierec.server.v1 import recommender_pb2 as pb
 from movierec.workdir import BUNDLES
 
@@ -301,6 +301,8 @@ class ServerConfig:
     slot_order: str = option("personal", "'personal': the popular and new slots ordered for each user by the "
                              "bundle's ranker (new users: with side features, else by their group's popularity); "
                              "'global': one order for everyone.")
+    list_order: str = option("score", "'score': the list by the ranker's score where the ranker ordered every slot "
+                             "(the quotas decide which items it holds); 'slots': personalized, then new, then popular.")
     tls_cert: Path | None = option(None, "PEM certificate chain: serve TLS (with --tls-key).")
     tls_key: Path | None = option(None, "PEM private key of --tls-cert.")
     tls_client_ca: Path | None = option(None, "PEM CA: require client certificates it signed (mutual TLS).")
@@ -338,8 +340,9 @@ class ServerConfig:
             raise ConfigError("--feed-interval must be between 0 and 60 seconds")
         if self.max_connection_age < 0:
             raise ConfigError("--max-connection-age must be at least 0")
-        if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS:
-            raise ConfigError(f"--slot-pool must be at least 1 and --slot-order one of {', '.join(SLOT_ORDERS)}")
+        if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS or self.list_order not in LIST_ORDERS:
+            raise ConfigError(f"--slot-pool must be at least 1, --slot-order one of {', '.join(SLOT_ORDERS)} and "
+                              f"--list-order one of {', '.join(LIST_ORDERS)}")
 
     @property
     def shares(self) -> dict:
@@ -348,7 +351,7 @@ class ServerConfig:
     @property
     def pipeline_options(self) -> dict:
         return {"shares": self.shares, "use_precomputed": self.use_precomputed, "slot_pool": self.slot_pool,
-                "slot_order": self.slot_order}
+                "slot_order": self.slot_order, "list_order": self.list_order}
 
 
 def server_credentials(config: ServerConfig):

@@ -27,6 +27,7 @@ from .catalogue import ServedCatalogue
 
 MAX_LIST = 1000  # recent / exclude ids per request
 SLOT_ORDERS = ("personal", "global")
+LIST_ORDERS = ("score", "slots")  # the served list: by the ranker's score where it ordered every slot, or slot by slot
 
 
 class RequestError(MovieRecError):
@@ -69,7 +70,8 @@ class RecommendOutput:
 
 class Pipeline:
     def __init__(self, bundle: Bundle, shares: dict | None = None, max_n: int = MAX_N,
-                 use_precomputed: bool = True, slot_pool: int = SLOT_POOL, slot_order: str = "personal"):
+                 use_precomputed: bool = True, slot_pool: int = SLOT_POOL, slot_order: str = "personal",
+                 list_order: str = "score"):
         self.bundle = bundle
         self.use_precomputed = use_precomputed  # False: recall and rank for every request
         self.precomputed = bundle.precomputed if use_precomputed else None
@@ -90,6 +92,9 @@ class Pipeline:
         if slot_order not in SLOT_ORDERS:
             raise RequestError(f"slot order must be one of {', '.join(SLOT_ORDERS)}")
         self.slot_order = slot_order
+        if list_order not in LIST_ORDERS:
+            raise RequestError(f"list order must be one of {', '.join(LIST_ORDERS)}")
+        self.list_order = list_order
         self.popular_pool, self.new_pool = bundle.popular[:slot_pool], bundle.new[:slot_pool]
         self.popular_rank = np.zeros(num + 1, dtype=np.int64)
         self.popular_rank[bundle.popular] = np.arange(1, len(bundle.popular) + 1)
@@ -180,6 +185,8 @@ class Pipeline:
             added[exclude[exclude >= limit] - limit] = False
             allowed = np.concatenate([allowed, added])
         blended = blend(inp.n, inp.shares or self.shares, lists, allowed)
+        if self.list_order == "score" and all(orders[SLOTS[s]] == "ranker" for s in np.unique(blended.slots)):
+            blended = blended.by_score()
         finished = time.perf_counter()
 
         reasons = [""] * len(blended.items)

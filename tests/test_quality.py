@@ -124,6 +124,26 @@ def test_personal_slots_keep_their_sizes_and_draw_only_from_their_pools(bundle_r
     assert any("popularity among users of the same gender and age" in r for r in new_user.reasons)
 
 
+def test_the_list_comes_by_the_rankers_score_where_it_ordered_every_slot(bundle_root):
+    bundle = load_bundle(bundle_root)
+    by_score, by_slot = Pipeline(bundle), Pipeline(bundle, list_order="slots")
+    moved = 0
+    for user in (1, 42, 500, 943):
+        for n in (3, 10, 37):
+            mine = by_score.recommend(RecommendInput(user_id=user, n=n, explain=True))
+            theirs = by_slot.recommend(RecommendInput(user_id=user, n=n, explain=True))
+            # the same items from the same slots, for the same reasons; only where each goes differs
+            assert sorted(zip(mine.items.tolist(), mine.slots, mine.reasons)) == \
+                sorted(zip(theirs.items.tolist(), theirs.slots, theirs.reasons))
+            assert np.all(np.diff(mine.scores) <= 0)
+            assert theirs.slots == sorted(theirs.slots, key=["personalized", "new", "popular"].index)
+            moved += mine.items.tolist() != theirs.items.tolist()
+    assert moved > 0
+    # a new user's slots are ordered by popularity in the group, scores of different kinds: slot by slot
+    new_user = [p.recommend(RecommendInput(n=10, gender="F", age=25)) for p in (by_score, by_slot)]
+    assert new_user[0].items.tolist() == new_user[1].items.tolist()
+
+
 def test_a_time_cut_bundle_needs_runs_trained_before_the_cut(ml100k_dataset, trained_runs, tmp_path):
     from movierec.dataset.evaluation import build_task
     from movierec.models.ncf.config import NCFConfig
