@@ -27,7 +27,7 @@ import numpy as np
 
 from movierec.bundle.heldout import held_out
 from movierec.bundle.loader import Bundle, load_bundle
-from movierec.dataset.evaluation import list_metrics, position_in_lists
+from movierec.dataset.evaluation import list_metrics, ndcg_per_list, position_in_lists
 from movierec.dataset.sequences import Histories
 from movierec.dataset.store import load_dataset
 from movierec.errors import ConfigError
@@ -126,12 +126,13 @@ class Served:
 
 
 def served_validation(bundle: Bundle, ranker=None, users: np.ndarray | None = None, targets_before: str = "",
-                      k: int = 10, shares: dict | None = None) -> dict:
+                      k: int = 10, shares: dict | None = None, gains: bool = False) -> dict:
     """HR@k and NDCG@k of the lists the server would return (the bundle's slot pool; default
     quotas unless `shares`) to the users of a held-out bundle (or those of them in `users`),
     scored on their targets, with `ranker` in the place of the bundle's own when given: how
     `movierec train ranker` scores a ranker run by what a caller receives, so that `movierec
-    build --ranker-run` chooses by it."""
+    build --ranker-run` chooses by it. With `gains`, each user's NDCG@k too (`gains`, users in
+    the held-out order), for a paired comparison of two rankers on the same users."""
     dataset = load_dataset(Path(bundle.manifest["dataset"]["path"]))
     held = held_out(bundle, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
     keep = np.isin(held.users, users) if users is not None else np.ones(len(held.users), bool)
@@ -140,7 +141,11 @@ def served_validation(bundle: Bundle, ranker=None, users: np.ndarray | None = No
     slot_pool = int(bundle.manifest["options"].get("slot_pool", SLOT_POOL))
     served = Served(bundle, QualityConfig(bundles=bundle.path, slot_pool=slot_pool))
     lists = [served.list(int(user), k, shares) for user in held.users[keep]]
-    return {**list_metrics(position_in_lists(lists, held.targets[keep]), [k]), "users": int(keep.sum())}
+    positions = position_in_lists(lists, held.targets[keep])
+    out = {**list_metrics(positions, [k]), "users": int(keep.sum())}
+    if gains:
+        out["gains"] = ndcg_per_list(positions, k)
+    return out
 
 
 def served_quality(config: QualityConfig, say: Callable[[str], None] = print, progress=None) -> dict:

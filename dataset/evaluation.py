@@ -141,6 +141,13 @@ def position_in_lists(lists: Sequence[np.ndarray], targets: np.ndarray) -> np.nd
     return out
 
 
+def ndcg_per_list(positions: np.ndarray, k: int) -> np.ndarray:
+    """Each list's NDCG@k from `position_in_lists` (one relevant item per user)."""
+    positions = np.asarray(positions)
+    hit = (positions >= 0) & (positions < k)
+    return np.where(hit, 1.0 / np.log2(np.maximum(positions, 0) + 2.0), 0.0)
+
+
 def list_metrics(positions: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """HR@K, NDCG@K and MRR@K of served lists from `position_in_lists` (one relevant item per
     user, as in the leave-one-out protocols)."""
@@ -150,6 +157,6 @@ def list_metrics(positions: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[
     for k in ks:
         hit = found & (positions < k)
         out[f"HR@{k}"] = float(hit.mean()) if len(positions) else 0.0
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(positions + 2.0), 0.0).mean()) if len(positions) else 0.0
+        out[f"NDCG@{k}"] = float(ndcg_per_list(np.where(found, positions, -1), k).mean()) if len(positions) else 0.0
         out[f"MRR@{k}"] = float(np.where(hit, 1.0 / (positions + 1.0), 0.0).mean()) if len(positions) else 0.0
     return out

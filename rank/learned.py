@@ -41,6 +41,7 @@ POSTER_BASIS = "poster_basis.npz"
 MONITOR = "NDCG@10"
 RECALL_ORDER = "recall order"
 SERVED = "served"   # the served lists' figures on the validating users
+AGAINST_BUNDLE = "against the bundle's"   # the served lists' paired NDCG@10 difference to the bundle's own
 
 
 def read_ranker_run(run_dir: str | Path) -> tuple[dict, dict]:
@@ -161,18 +162,28 @@ class LearnedRanker:
         return cls(features, cls.load_model(files, spec), fragment.get("source", {}))
 
 
+def paired_difference(gains: np.ndarray, baseline: np.ndarray) -> dict:
+    """Mean and standard error of the per-user difference of two rankers' NDCG on the same users."""
+    difference = np.asarray(gains, np.float64) - np.asarray(baseline, np.float64)
+    error = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else float("inf")
+    return {"difference": float(difference.mean()) if len(difference) else 0.0, "standard error": float(error)}
+
+
 def choose_ranker(runs: list[Path]) -> tuple[Path | None, dict]:
     """Among the runs whose order beats the recall order on their validating users, the one
     whose served lists score best there, provided they beat what the bundle serves without it
-    (None when no run does); and what each scored. The served lists, not the order alone,
-    decide: under a time cut most validating users are new, and what a ranker does for them
-    shows only in how it orders the popular and new slots."""
+    (None when no run does); and what each scored, with the paired difference of the served
+    lists and its standard error where the run recorded them. The served lists, not the order
+    alone, decide: under a time cut most validating users are new, and what a ranker does for
+    them shows only in how it orders the popular and new slots."""
     scored = {}
     for run in runs:
         config, validation = read_ranker_run(run)
         scored[str(run)] = {"ranker": config["ranker"], MONITOR: validation[MONITOR],
                             RECALL_ORDER: validation[RECALL_ORDER][MONITOR], SERVED: validation[SERVED][MONITOR],
-                            f"{SERVED}, {RECALL_ORDER}": validation[RECALL_ORDER][SERVED][MONITOR]}
+                            f"{SERVED}, {RECALL_ORDER}": validation[RECALL_ORDER][SERVED][MONITOR],
+                            **({f"{SERVED}, {AGAINST_BUNDLE}": validation[SERVED][AGAINST_BUNDLE]}
+                               if AGAINST_BUNDLE in validation[SERVED] else {})}
     winners = [run for run in runs if scored[str(run)][MONITOR] > scored[str(run)][RECALL_ORDER]
                and scored[str(run)][SERVED] > scored[str(run)][f"{SERVED}, {RECALL_ORDER}"]]
     best = max(winners, key=lambda run: scored[str(run)][SERVED], default=None)

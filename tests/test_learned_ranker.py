@@ -227,6 +227,10 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
                                                                  bundle.encoder, None, None)), pool_sample=0)
     validating = lists.users[validation_users(lists.users, RankerConfig().seed)]
     assert validation["recall order"]["served"]["users"] == validation["served"]["users"] == len(validating)
+    paired = validation["served"]["against the bundle's"]   # over the same users: the mean of the differences
+    assert paired["difference"] == pytest.approx(validation["served"]["NDCG@10"] -
+                                                 validation["recall order"]["served"]["NDCG@10"], abs=1e-9)
+    assert 0 < paired["standard error"] < 0.1
     report = served_quality(QualityConfig(bundles=validation_root), say=lambda _: None)
     assert served_validation(bundle)["NDCG@10"] == pytest.approx(report["metrics"]["served"]["all users"]["NDCG@10"])
     assert served_validation(bundle, users=validating)["NDCG@10"] == pytest.approx(
@@ -240,7 +244,9 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
 
     # force the choice both ways: the run wins, or the recall order stays
     for wins in (True, False):
-        (run / "validation.json").write_text(json.dumps({**validation, "served": {"NDCG@10": 1.0 if wins else 0.0}}))
+        (run / "validation.json").write_text(json.dumps({**validation, "served": {
+            "NDCG@10": 1.0 if wins else 0.0, "against the bundle's": {"difference": 0.5 if wins else -0.5,
+                                                                     "standard error": 0.01}}}))
         root = tmp_path / f"test-{wins}"
         build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, root, hold_out_last=1, ranker_runs=(run,)))
         bundle = load_bundle(root)
@@ -258,7 +264,8 @@ def _ranker_run(path, ranker, order, recall_order, served, served_as_bundled):
     path.mkdir()
     (path / "config.json").write_text(json.dumps({"ranker": ranker, "features": {}}))
     (path / "validation.json").write_text(json.dumps({
-        "NDCG@10": order, "served": {"NDCG@10": served},
+        "NDCG@10": order, "served": {"NDCG@10": served, "against the bundle's": {
+            "difference": served - served_as_bundled, "standard error": 0.01}},
         "recall order": {"NDCG@10": recall_order, "served": {"NDCG@10": served_as_bundled}}}))
     return path
 
@@ -274,6 +281,9 @@ def test_the_build_chooses_the_run_whose_served_lists_win_on_validation(tmp_path
     assert choose_ranker([worse_than_recall])[0] is None          # its order loses to the recall order
     serves_worse = _ranker_run(tmp_path / "d", "din", 0.20, 0.10, 0.14, 0.15)
     assert choose_ranker([serves_worse])[0] is None               # the served lists lose to the bundle's own
+    chosen, scored = choose_ranker([best_served])
+    assert scored[str(best_served)]["served, against the bundle's"] == {"difference": pytest.approx(0.10),
+                                                                        "standard error": 0.01}
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "config.json").write_text(json.dumps({"ranker": "din", "features": {}}))
     (tmp_path / "e" / "validation.json").write_text(json.dumps({"NDCG@10": 0.2, "recall order": {"NDCG@10": 0.1}}))

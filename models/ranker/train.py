@@ -19,7 +19,8 @@ from movierec.dataset.posters import catalogue_posters, load_posters
 from movierec.dataset.store import load_dataset
 from movierec.files import save_npz, write_json
 from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
-from movierec.rank.learned import MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, SERVED, VALIDATION, project_posters
+from movierec.rank.learned import (AGAINST_BUNDLE, MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, SERVED,
+                                   VALIDATION, paired_difference, project_posters)
 from movierec.rank.rankers import RANKERS
 
 from .config import RankerConfig
@@ -49,7 +50,7 @@ def _posters_of(manifest: dict) -> Path | None:
 
 
 def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], None] = print, progress=None) -> dict:
-    """Train, validate and write one ranker run. `served(bundle, ranker, users, targets_before)`
+    """Train, validate and write one ranker run. `served(bundle, ranker, users, targets_before, gains=True)`
     scores the lists the server would return to the validating users with a given ranker
     (`client.quality.served_validation`; training sits below the server, so it is handed in)."""
     from movierec.training.distributed import barrier, is_main, start
@@ -117,8 +118,10 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
         return validation
     ranker_type = RANKERS.get(config.ranker)
     ranker = ranker_type(features, ranker_type.model_from_run(run_dir, spec), {})
-    validation[SERVED] = served(bundle, ranker, valid_all.users, config.targets_before)
-    validation[RECALL_ORDER][SERVED] = served(bundle, bundle.ranker, valid_all.users, config.targets_before)
+    validation[SERVED] = served(bundle, ranker, valid_all.users, config.targets_before, gains=True)
+    validation[RECALL_ORDER][SERVED] = served(bundle, bundle.ranker, valid_all.users, config.targets_before, gains=True)
+    validation[SERVED][AGAINST_BUNDLE] = paired_difference(validation[SERVED].pop("gains"),
+                                                           validation[RECALL_ORDER][SERVED].pop("gains"))
     write_json(run_dir / VALIDATION, validation)
     write_json(run_dir / RUN_CONFIG, {
         "ranker": config.ranker, "features": spec.to_dict(), "feature_names": spec.names(),
@@ -134,5 +137,7 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
         f"{validation[RECALL_ORDER]['HR@10']:.4f}")
     say(f"served lists: with {config.ranker} NDCG@10 {validation[SERVED][MONITOR]:.4f} HR@10 "
         f"{validation[SERVED]['HR@10']:.4f}; as the bundle serves them NDCG@10 "
-        f"{validation[RECALL_ORDER][SERVED][MONITOR]:.4f} HR@10 {validation[RECALL_ORDER][SERVED]['HR@10']:.4f}")
+        f"{validation[RECALL_ORDER][SERVED][MONITOR]:.4f} HR@10 {validation[RECALL_ORDER][SERVED]['HR@10']:.4f}; "
+        f"paired difference {validation[SERVED][AGAINST_BUNDLE]['difference']:+.4f} "
+        f"(standard error {validation[SERVED][AGAINST_BUNDLE]['standard error']:.4f})")
     return json.loads((run_dir / VALIDATION).read_text())
