@@ -27,6 +27,7 @@ from .catalogue import ServedCatalogue
 
 MAX_LIST = 1000  # recent / exclude ids per request
 SLOT_ORDERS = ("personal", "global")
+POPULAR_AMONG = "personalized, popular among"   # in a request's slot orders: where a user without candidates' list came from
 LIST_ORDERS = ("score", "slots")  # the served list: by the ranker's score where it ordered every slot, or slot by slot
 
 
@@ -273,13 +274,16 @@ class Pipeline:
         server's pool size and hold enough for its n. Items added to the catalogue after the
         bundle lead the new slot, newest first."""
         lists, orders = {}, {}
+        slots = {"popular": (self.popular, self.popular_pool), "new": (self.new, self.new_pool)}
         if ranked is not None and len(ranked.items):
             lists["personalized"], orders["personalized"] = SlotList(ranked.items, ranked.scores), "ranker"
-        else:
+        else:  # nothing recalled (a new user): the most popular with the user's group, else with everyone,
+            # ordered for the user by the ranker like the other slots where it can
             demographic = self.demographic.ranked(context.user_features)
-            lists["personalized"] = SlotList(*demographic) if demographic else self.popular
-            orders["personalized"] = "group" if demographic else "global"
-        slots = {"popular": (self.popular, self.popular_pool), "new": (self.new, self.new_pool)}
+            whole = SlotList(*demographic) if demographic else self.popular
+            lists["personalized"] = whole
+            orders["personalized"] = orders[POPULAR_AMONG] = "group" if demographic else "global"
+            slots["personalized"] = (whole, whole.items[:len(self.popular_pool)])
         ordered_pools = {}
         if self.slot_order != "global":
             if stored is not None and all(stored.pool_size == len(pool) and 2 * n <= stored.pool_keep and
@@ -291,12 +295,13 @@ class Pipeline:
                                             {slot: pool[context.allowed.array[pool]] for slot, (_, pool) in slots.items()},
                                             2 * n)
         for slot, (whole, pool) in slots.items():
-            if self.slot_order == "global":
-                lists[slot], orders[slot] = whole, "global"
-                continue
-            ordered = ordered_pools[slot]
+            ordered = ordered_pools.get(slot)   # none with the slot order "global"
             if ordered is not None:
                 lists[slot], orders[slot] = SlotList(*ordered), "ranker"
+            elif slot == "personalized":
+                continue
+            elif self.slot_order == "global":
+                lists[slot], orders[slot] = whole, "global"
             else:
                 by_group = self.demographic.order(context.user_features, pool)
                 lists[slot] = SlotList(*by_group) if by_group else SlotList(pool, whole.scores[:len(pool)])
@@ -329,9 +334,11 @@ class Pipeline:
         out = []
         for item, slot, row in zip(blended.items.tolist(), blended.slots.tolist(), blended.rows.tolist()):
             name, order = SLOTS[slot], orders[SLOTS[slot]]
-            if name == "personalized":
-                out.append(f"personalized: #{row + 1} of {len(ranked.items)} recalled candidates by the {ranker} "
-                           "ranker" if order == "ranker" else f"personalized, for a user without history: {fallback[order]}")
+            if name == "personalized" and POPULAR_AMONG in orders:
+                out.append(f"personalized, for a user without history: {fallback[orders[POPULAR_AMONG]]}"
+                           + (f" (the {len(self.popular_pool)} first){ordered[order]}" if order == "ranker" else ""))
+            elif name == "personalized":
+                out.append(f"personalized: #{row + 1} of {len(ranked.items)} recalled candidates by the {ranker} ranker")
             elif name == "popular":
                 pool = "most popular" if order == "global" else f"of the {len(self.popular_pool)} most popular"
                 out.append(f"popular: #{self.popular_rank[item]} {pool}{ordered[order]}")

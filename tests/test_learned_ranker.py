@@ -259,6 +259,19 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
         computed = online.recommend(RecommendInput(user_id=user, n=30))
         assert stored.precomputed and stored.items.tolist() == computed.items.tolist()
 
+    # a new user: nothing recalled, so the personalized slot is the group's most popular, ordered by
+    # the ranker from the side features like the other slots, and the list goes by its score
+    new_user = served.recommend(RecommendInput(n=10, gender="F", age=25, occupation="writer", explain=True))
+    by_group = served.demographic.ranked(bundle.encoder.encode_request("F", 25, "writer", ""))[0][:len(served.popular_pool)]
+    personalized = [k for k, slot in enumerate(new_user.slots) if slot == "personalized"]
+    assert len(personalized) == 5 and set(bundle.item_ids(new_user.items[personalized])) <= set(by_group.tolist())
+    assert all("gender and age (the 400 first), ordered for this user by the lgbm ranker" in new_user.reasons[k]
+               for k in personalized)
+    assert np.all(np.diff(new_user.scores) <= 0) and np.all(np.isfinite(new_user.rank_scores))
+    group_order = Pipeline(bundle, slot_order="global").recommend(RecommendInput(n=10, gender="F", age=25,
+                                                                                occupation="writer"))
+    assert new_user.items.tolist() != group_order.items.tolist()
+
 
 def _ranker_run(path, ranker, order, recall_order, served, served_as_bundled):
     path.mkdir()
