@@ -239,6 +239,15 @@ class RankFeatures:
             out[:, ncf_column] = self.ncf.score(context.user, context.user_features, items)
 
 
+def folded_weight(columns: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                  weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((x[:, columns] - mean) * scale) @ weight as x[:, :width] @ by_column + shift: a row per
+    feature column up to the last one read (zeros for the others), and the shift."""
+    by_column = np.zeros((int(columns.max()) + 1 if len(columns) else 0, weight.shape[1]), np.float32)
+    np.add.at(by_column, columns, scale[:, None] * weight)
+    return by_column, -(mean * scale) @ weight
+
+
 class ProjectedFeatures:
     """`matrix(context, merged) @ weight` for a model whose first layer reads the features
     linearly, computed in three parts: the item-only columns' share once per item when made

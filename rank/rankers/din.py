@@ -18,7 +18,7 @@ import numpy as np
 
 from movierec.files import SavedArrays
 from movierec.tables import grown
-from movierec.rank.features import ProjectedFeatures
+from movierec.rank.features import ProjectedFeatures, folded_weight
 from movierec.rank.learned import LearnedRanker
 
 
@@ -44,12 +44,10 @@ class DINScorer(SavedArrays):
         vectors = a["item_vectors"]                                   # (I+1, D) projected item vectors
         self.dim = vectors.shape[1]
         self.vectors = np.ascontiguousarray(np.concatenate([vectors, np.ones((len(vectors), 1), vectors.dtype)], 1))
-        columns, mean, scale, dense = a["dense_columns"], a["dense_mean"], a["dense_scale"], a["output_dense"]
-        self.width = int(columns.max()) + 1 if len(columns) else 0
-        self.dense = np.zeros((self.width, dense.shape[1]), np.float32)
-        np.add.at(self.dense, columns, scale[:, None] * dense)
-        # the output layer's candidate part (bias in) less the standardisation's shift
-        self.item_output = np.ascontiguousarray(a["item_output"] - (mean * scale) @ dense, dtype=np.float32)
+        self.dense, shift = folded_weight(a["dense_columns"], a["dense_mean"], a["dense_scale"], a["output_dense"])
+        self.width = len(self.dense)
+        # the output layer's candidate part (bias in) plus the standardisation's shift
+        self.item_output = np.ascontiguousarray(a["item_output"] + shift, dtype=np.float32)
         # the attention weights are divided by the number of items the model reads
         self.attention_out_w = (a["attention_out_w"] / self.history).astype(np.float32)
         self.attention_out_b = (a["attention_out_b"] / self.history).astype(np.float32)

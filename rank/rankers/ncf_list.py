@@ -10,7 +10,7 @@ import numpy as np
 
 from movierec.files import SavedArrays
 from movierec.models.ncf.scorer import NCFScorer
-from movierec.rank.features import ProjectedFeatures
+from movierec.rank.features import ProjectedFeatures, folded_weight
 from movierec.rank.learned import LearnedRanker
 
 NCF_PREFIX = "ncf_"
@@ -34,20 +34,15 @@ class CandidateNCFScorer(SavedArrays):
         fused += ((matrix[:, self.columns] - self.mean) * self.scale) @ self.weight
         return self.ncf.output(fused)
 
-    def by_column(self) -> tuple[np.ndarray, np.ndarray]:
-        """The features' weight with the standardisation folded in: a row per feature column
-        up to the last one read, and the shift to add."""
-        weight = np.zeros((int(self.columns.max()) + 1 if len(self.columns) else 0, self.weight.shape[1]), np.float32)
-        np.add.at(weight, self.columns, self.scale[:, None] * self.weight)
-        return weight, -(self.mean * self.scale) @ self.weight
-
 
 class CandidateNCFRanker(LearnedRanker):
     name = "ncf-list"
     scorer = CandidateNCFScorer
 
     def prepare(self) -> None:
-        self.projection = ProjectedFeatures(self.features, *self.model.by_column())
+        model = self.model
+        self.projection = ProjectedFeatures(self.features, *folded_weight(model.columns, model.mean, model.scale,
+                                                                          model.weight))
 
     def score(self, context, merged) -> np.ndarray:
         if not len(merged.items):
