@@ -19,7 +19,7 @@ from movierec.errors import ConfigError
 from movierec.models.ranker.config import RankerConfig
 from movierec.client.quality import QualityConfig, served_quality, served_validation
 from movierec.models.ranker.data import (bundle_item_histories, candidate_lists, check_no_leakage, list_metrics,
-                                         validation_users)
+                                         user_folds)
 from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
 from movierec.server.pipeline import Pipeline, RecommendInput
 
@@ -75,7 +75,7 @@ def test_a_ranker_learns_a_planted_signal_and_beats_the_recall_order(lists, trai
                                                                      tmp_path, model):
     bundle, spec, data = lists
     planted = _planted(data, spec, np.random.default_rng(0))
-    in_validation = validation_users(planted.users, 0)
+    in_validation = user_folds(planted.users, 0, 5) == 0
     train, valid = planted.subset(np.flatnonzero(~in_validation)), planted.subset(np.flatnonzero(in_validation))
     # DIN starts from scratch (the NCF ranker from the NCF run): a larger step for the few batches here
     config = RankerConfig(model=model, bundles=tmp_path, run_dir=tmp_path, epochs=4, trees=60,
@@ -225,16 +225,22 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
     lists = candidate_lists(bundle, RankFeatures(FeatureSpec(bundle.recaller.names, ("recall",), 0, 0),
                                                  ItemTable.build(bundle.items, bundle_item_histories(bundle),
                                                                  bundle.encoder, None, None)), pool_sample=0)
-    validating = lists.users[validation_users(lists.users, RankerConfig().seed)]
-    assert validation["recall order"]["served"]["users"] == validation["served"]["users"] == len(validating)
+    # cross-fitted: every user is validated, each fold by a model trained on the others, and
+    # only the served model (the first fold's) stays in the run
+    folds = user_folds(lists.users, RankerConfig().seed, 5)
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3, 4] and 0.1 < (folds == 0).mean() < 0.3
+    assert validation["users"] == validation["served"]["users"] == validation["recall order"]["served"]["users"] \
+        == len(lists.users)
+    assert validation["validated folds"] == 5 and (run / "model.txt").is_file() and not (run / "folds").exists()
     paired = validation["served"]["against the bundle's"]   # over the same users: the mean of the differences
     assert paired["difference"] == pytest.approx(validation["served"]["NDCG@10"] -
                                                  validation["recall order"]["served"]["NDCG@10"], abs=1e-9)
     assert 0 < paired["standard error"] < 0.1
     report = served_quality(QualityConfig(bundles=validation_root), say=lambda _: None)
     assert served_validation(bundle)["NDCG@10"] == pytest.approx(report["metrics"]["served"]["all users"]["NDCG@10"])
-    assert served_validation(bundle, users=validating)["NDCG@10"] == pytest.approx(
-        validation["recall order"]["served"]["NDCG@10"])
+    # the folds' figures pooled are those of every user at once
+    assert served_validation(bundle)["NDCG@10"] == pytest.approx(validation["recall order"]["served"]["NDCG@10"])
+    assert served_validation(bundle, users=lists.users[folds == 0])["users"] == (folds == 0).sum()
 
     # a bundle holding out the ranker's own targets is refused
     refused = runner.invoke(app, ["build", "--data", str(ml100k_dataset.path), "--sasrec-run", str(trained_runs[0]),

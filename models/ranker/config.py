@@ -38,6 +38,11 @@ class RankerConfig:
                           "validation, at three quarters of the cost; README, Ranker ablation).")
     trees: int = option(300, "lgbm: most boosting rounds (early stopping on validation).")
     leaves: int = option(31, "lgbm: leaves per tree.")
+    folds: int = option(5, "The users are split into this many folds (by a hash of the seed and the user); the "
+                        "ranker the run serves trains on all but the first and stops early on the first.")
+    cross_fit: bool = option(True, "Validate every fold, each with a model trained on the others (--folds models in "
+                             "all), so that the run's validation figures, which `build --ranker-run` chooses by, "
+                             "cover every user; --no-cross-fit validates the served model's own fold only.")
     seed: int = option(42, "Seed for the pool sample, the validation users and training.")
 
     def __post_init__(self) -> None:
@@ -49,8 +54,8 @@ class RankerConfig:
             raise ConfigError(f"--features takes groups among {', '.join(GROUPS)}, not {self.features!r}")
         self.features = ",".join(groups)
         if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or \
-                min(self.epochs, self.batch_size, self.trees, self.leaves) <= 0 or not 0 < self.history <= SEQUENCE_ITEMS:
-            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves and --lr must be positive, --history "
+                min(self.epochs, self.batch_size, self.trees, self.leaves) <= 0 or self.folds < 2 or not 0 < self.history <= SEQUENCE_ITEMS:
+            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves and --lr must be positive, --folds at least 2, --history "
                               f"between 1 and {SEQUENCE_ITEMS}, --pool-sample and --poster-dims at least 0")
         self.bundles = Path(self.bundles)
         if self.run_dir is None:

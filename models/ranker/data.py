@@ -33,9 +33,6 @@ from movierec.rank.features import RankFeatures
 
 from .config import SEQUENCE_ITEMS
 
-VALIDATION_SHARE = 0.2
-
-
 def check_no_leakage(bundle: Bundle) -> None:
     """Refuse a bundle whose recall models have seen the labels it would give."""
     last, after = split_of(bundle.manifest)
@@ -90,10 +87,10 @@ class RankLists:
         return len(self.users)
 
 
-def validation_users(users: np.ndarray, seed: int) -> np.ndarray:
-    """A fixed VALIDATION_SHARE of users, by a hash of (seed, user), the same for every model."""
+def user_folds(users: np.ndarray, seed: int, folds: int) -> np.ndarray:
+    """Each user's fold among `folds`, by a hash of (seed, user): the same for every model."""
     draws = np.array([zlib.crc32(f"{seed}:{u}".encode()) for u in users]) / 2 ** 32
-    return draws < VALIDATION_SHARE
+    return np.minimum((draws * folds).astype(np.int64), folds - 1)
 
 
 def candidate_lists(bundle: Bundle, features: RankFeatures, targets_before: str = "", pool_sample: int = 100,

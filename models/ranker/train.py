@@ -1,7 +1,9 @@
-"""`movierec train ranker`: candidate lists from a held-out bundle (`data`), one model trained
-on 80% of the users' lists, and, on the other 20%, its order scored beside the bundle's recall
-order, and the served lists with it beside those the bundle serves (`validation.json`, what
-`movierec build --ranker-run` chooses by)."""
+"""`movierec train ranker`: candidate lists from a held-out bundle (`data`), the users split
+into folds; the served model trained on all folds but the first and stopped early on it, and,
+cross-fitted, one more model per other fold trained on the rest, so that every user is
+validated by a model that never saw them: its order scored beside the bundle's recall order,
+and the served lists with it beside those the bundle serves (`validation.json`, what `movierec
+build --ranker-run` chooses by)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from movierec.rank.learned import (AGAINST_BUNDLE, MONITOR, POSTER_BASIS, RECALL
 from movierec.rank.rankers import RANKERS
 
 from .config import RankerConfig
-from .data import bundle_item_histories, candidate_lists, check_no_leakage, list_metrics, validation_users
+from .data import bundle_item_histories, candidate_lists, check_no_leakage, list_metrics, user_folds
 
 
 def poster_basis(poster_file: Path | None, item_raw_ids: np.ndarray, dims: int) -> np.ndarray | None:
@@ -47,6 +49,48 @@ def _posters_of(manifest: dict) -> Path | None:
         return Path(options["posters"])
     trained_with = Path(options["ncf_run"]) / POSTERS_FILE
     return trained_with if trained_with.is_file() else None
+
+
+def pooled(parts: list[dict]) -> dict:
+    """The figures of several groups of users' served lists as one: each mean weighted by its
+    group's users, the per-user gains joined in order."""
+    users = sum(part["users"] for part in parts)
+    means = {key: sum(part[key] * part["users"] for part in parts) / max(users, 1)
+             for key in parts[0] if key not in ("users", "gains")}
+    return {**means, "users": users, "gains": np.concatenate([part["gains"] for part in parts])}
+
+
+def _fitter(config: RankerConfig, spec: FeatureSpec, bundle, dataset, ncf_run: Path, say: Callable) -> Callable:
+    """`fit(train, stop_on, model_dir) -> (model, score)`: one model of the run's kind trained on
+    the lists `train`, stopped early on `stop_on`, written to `model_dir`; `score(lists)` gives
+    every row's logit."""
+    if config.ranker == "lgbm":
+        from .lgbm import fit_lgbm
+
+        def fit(train, stop_on, model_dir):
+            booster = fit_lgbm(train, stop_on, spec, config, model_dir, say)
+            return booster, lambda lists: booster.predict(lists.features, num_threads=2)
+        return fit
+
+    from .listwise import lists_logits
+
+    if config.ranker == "din":
+        from .din import DIN as model_type, fit_din, sasrec_item_embeddings
+
+        embeddings = sasrec_item_embeddings(Path(bundle.manifest["options"]["sasrec_run"]), dataset.num_items)
+
+        def fit_scorer(train, stop_on, model_dir):
+            return fit_din(train, stop_on, spec, config, embeddings, model_dir, say)
+    else:
+        from .ncf_list import CandidateNCF as model_type, fit_ncf_list
+
+        def fit_scorer(train, stop_on, model_dir):
+            return fit_ncf_list(train, stop_on, spec, config, ncf_run, dataset, model_dir, say)
+
+    def fit(train, stop_on, model_dir):
+        scorer = fit_scorer(train, stop_on, model_dir)
+        return scorer, lambda lists: lists_logits(model_type, scorer, lists)
+    return fit
 
 
 def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], None] = print, progress=None) -> dict:
@@ -84,42 +128,42 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
                        table.posters.shape[1])
     features = RankFeatures(spec, table, ncf)
     lists = candidate_lists(bundle, features, config.targets_before, config.pool_sample, config.seed, progress)
-    in_validation = validation_users(lists.users, config.seed)
+    folds = user_folds(lists.users, config.seed, config.folds)
     with_positive = np.zeros(len(lists), dtype=bool)
     with_positive[lists.with_positive()] = True
-    train_lists = lists.subset(np.flatnonzero(~in_validation & with_positive))
-    valid_all = lists.subset(np.flatnonzero(in_validation))
-    valid_fit = lists.subset(np.flatnonzero(in_validation & with_positive))
+    validated = config.folds if config.cross_fit else 1
     say(f"{len(lists):,} lists ({int(with_positive.mean() * 100)}% with the target among the candidates), "
-        f"{len(lists.items):,} candidates, {len(spec.names())} features; training on {len(train_lists):,}, "
-        f"validating on {len(valid_all):,}")
-
-    if config.ranker == "lgbm":
-        from .lgbm import fit_lgbm
-
-        booster = fit_lgbm(train_lists, valid_fit, spec, config, run_dir, say)
-        logits = booster.predict(valid_all.features, num_threads=2)
-    else:
-        from .listwise import lists_logits
-
-        if config.ranker == "din":
-            from .din import DIN as model_type, fit_din, sasrec_item_embeddings
-
-            embeddings = sasrec_item_embeddings(Path(bundle.manifest["options"]["sasrec_run"]), dataset.num_items)
-            scorer = fit_din(train_lists, valid_fit, spec, config, embeddings, run_dir, say)
-        else:
-            from .ncf_list import CandidateNCF as model_type, fit_ncf_list
-
-            scorer = fit_ncf_list(train_lists, valid_fit, spec, config, ncf_run, dataset, run_dir, say)
-        logits = lists_logits(model_type, scorer, valid_all)
-    validation = {**list_metrics(valid_all, logits), RECALL_ORDER: list_metrics(valid_all, valid_all.baseline),
-                  "bundle ranker": bundle.manifest["rank"]["name"], "users": len(valid_all)}
+        f"{len(lists.items):,} candidates, {len(spec.names())} features; {config.folds} folds of users, "
+        f"{validated} validated, each by a model trained on the others")
+    ranker_type = RANKERS.get(config.ranker)
+    fit = _fitter(config, spec, bundle, dataset, ncf_run, say)
+    logits = np.zeros(len(lists.items), np.float32)
+    served_lists, bundle_lists = [], []
+    for fold in range(validated):
+        held = folds == fold
+        valid = lists.subset(np.flatnonzero(held))
+        # the served model is the first fold's, in the run directory; the others' go when done
+        model_dir = run_dir if fold == 0 else run_dir / "folds" / str(fold)
+        say(f"fold {fold + 1} of {validated}: training on {int((~held & with_positive).sum()):,} lists, "
+            f"validating on {int(held.sum()):,}")
+        if is_main():
+            model_dir.mkdir(parents=True, exist_ok=True)
+        model, score = fit(lists.subset(np.flatnonzero(~held & with_positive)),
+                           lists.subset(np.flatnonzero(held & with_positive)), model_dir)
+        logits[lists.rows(np.flatnonzero(held))] = score(valid)
+        if is_main():
+            served_lists.append(served(bundle, ranker_type(features, model, {}), valid.users, config.targets_before,
+                                       gains=True))
+            bundle_lists.append(served(bundle, bundle.ranker, valid.users, config.targets_before, gains=True))
+    validating = lists.subset(np.flatnonzero(folds < validated))
+    validation = {**list_metrics(validating, logits[lists.rows(np.flatnonzero(folds < validated))]),
+                  RECALL_ORDER: list_metrics(validating, validating.baseline),
+                  "bundle ranker": bundle.manifest["rank"]["name"], "users": len(validating),
+                  "folds": config.folds, "validated folds": validated}
     if not is_main():   # several processes: the first writes the run
         return validation
-    ranker_type = RANKERS.get(config.ranker)
-    ranker = ranker_type(features, ranker_type.model_from_run(run_dir, spec), {})
-    validation[SERVED] = served(bundle, ranker, valid_all.users, config.targets_before, gains=True)
-    validation[RECALL_ORDER][SERVED] = served(bundle, bundle.ranker, valid_all.users, config.targets_before, gains=True)
+    shutil.rmtree(run_dir / "folds", ignore_errors=True)
+    validation[SERVED], validation[RECALL_ORDER][SERVED] = pooled(served_lists), pooled(bundle_lists)
     validation[SERVED][AGAINST_BUNDLE] = paired_difference(validation[SERVED].pop("gains"),
                                                            validation[RECALL_ORDER][SERVED].pop("gains"))
     write_json(run_dir / VALIDATION, validation)
@@ -132,7 +176,7 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
                        "dataset": bundle.manifest["dataset"], "ncf_run": str(ncf_run)},
         "seconds": round(time.perf_counter() - started, 1),
     })
-    say(f"validation ({len(valid_all):,} users): {config.ranker} NDCG@10 {validation[MONITOR]:.4f} HR@10 "
+    say(f"validation ({len(validating):,} users): {config.ranker} NDCG@10 {validation[MONITOR]:.4f} HR@10 "
         f"{validation['HR@10']:.4f}; recall order NDCG@10 {validation[RECALL_ORDER][MONITOR]:.4f} HR@10 "
         f"{validation[RECALL_ORDER]['HR@10']:.4f}")
     say(f"served lists: with {config.ranker} NDCG@10 {validation[SERVED][MONITOR]:.4f} HR@10 "
