@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--full-only", action="store_true", help="train each model with all its features only "
                         "(no ablations)")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS.values()), default=list(MODELS.values()),
+                        help="the rankers to train (default: all)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,8 @@ def main() -> None:
     valid_root = out / "bundles" / "valid"
     build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split))
     runs, results = {}, {}
-    variants = {name: VARIANTS[name] for name in MODELS} if args.full_only else VARIANTS
+    variants = {name: (model, groups) for name, (model, groups) in VARIANTS.items()
+                if model in args.models and (name in MODELS or not args.full_only)}
     for name, (model, groups) in variants.items():
         started = time.perf_counter()
         run = out / "rankers" / f"{model}-{groups.replace(',', '-')}"
@@ -76,7 +79,7 @@ def main() -> None:
         results[name] = {"validation": validation}
     rankers = {"SASRec alone (recall order)": "recall,channel=sasrec", "today's NCF order (ncf)": "ncf",
                **{name: f"{MODEL_NAMES[VARIANTS[name][0]]},run={run}" for name, run in runs.items()}}
-    full = [runs[name] for name in MODELS]
+    full = [runs[name] for name in MODELS if name in runs]
     for number, (name, ranker) in enumerate(list(rankers.items()) + [("chosen on validation", None)]):
         root = out / "bundles" / f"test-{number}"
         options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))
