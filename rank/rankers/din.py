@@ -32,7 +32,9 @@ class DINScorer(SavedArrays):
     request: the activation unit's candidate part and its cross term, c·W + (c ⊙ s)·C, are
     c·(W + diag(s) C) for each history item s, so the (N, L, A) pre-activations come out of a
     single (N, D+1) @ (D+1, L·A) matrix product, the history part and the bias riding on a
-    column of ones. The dense features' standardisation is folded into their weights."""
+    column of ones. Each item's (D+1, A) map as a history item is made once, when loaded, so a
+    request gathers its L maps. The dense features' standardisation is folded into their
+    weights."""
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
@@ -44,6 +46,12 @@ class DINScorer(SavedArrays):
         vectors = a["item_vectors"]                                   # (I+1, D) projected item vectors
         self.dim = vectors.shape[1]
         self.vectors = np.ascontiguousarray(np.concatenate([vectors, np.ones((len(vectors), 1), vectors.dtype)], 1))
+        # (D+1, I+1, A): item s's map [W + diag(s) C; s·H + b], gathered along the middle axis
+        maps = np.empty((self.dim + 1, len(vectors), a["attention_cross"].shape[1]), np.float32)
+        np.multiply(vectors.T[:, :, None], a["attention_cross"][:, None, :], out=maps[:-1])
+        maps[:-1] += a["attention_item_w"][:, None, :]
+        maps[-1] = vectors @ a["attention_history"] + a["attention_item_b"]
+        self.history_maps = maps
         self.dense, shift = folded_weight(a["dense_columns"], a["dense_mean"], a["dense_scale"], a["output_dense"])
         self.width = len(self.dense)
         # the output layer's candidate part (bias in) plus the standardisation's shift
@@ -70,12 +78,8 @@ class DINScorer(SavedArrays):
         if len(recent):
             candidates = self.vectors[items]                                        # (N, D+1), last column 1
             seen = self.vectors[recent, :self.dim]                                  # (L, D)
-            cross, units = a["attention_cross"], a["attention_cross"].shape[1]
-            mix = np.empty((self.dim + 1, len(recent), units), np.float32)
-            np.multiply(seen.T[:, :, None], cross[:, None, :], out=mix[:-1])
-            mix[:-1] += a["attention_item_w"][:, None, :]
-            mix[-1] = seen @ a["attention_history"] + a["attention_item_b"]
-            pre = candidates @ mix.reshape(self.dim + 1, -1)                      # (N, L·A)
+            units = self.history_maps.shape[2]
+            pre = candidates @ self.history_maps[:, recent].reshape(self.dim + 1, -1)   # (N, L·A)
             _relu(pre)
             weights = (pre.reshape(-1, units) @ self.attention_out_w).reshape(len(items), -1)
             weights += self.attention_out_b
