@@ -212,7 +212,21 @@ def test_the_served_rankers_score_as_their_scorers_do_on_the_whole_feature_matri
 
 
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,
-                                                                        trained_runs, tmp_path):
+                                                                        trained_runs, tmp_path, monkeypatch):
+    from movierec.models.ranker import train as training
+
+    fits = []   # (users trained on, users stopped early on) of each model the run trains
+
+    def recording(*args):
+        fit = make_fitter(*args)
+
+        def recorded(train, stop_on, model_dir):
+            fits.append((set(train.users.tolist()), set(stop_on.users.tolist())))
+            return fit(train, stop_on, model_dir)
+        return recorded
+
+    make_fitter = training._fitter
+    monkeypatch.setattr(training, "_fitter", recording)
     runner = CliRunner()
     run = tmp_path / "ranker-lgbm"
     result = runner.invoke(app, ["train", "ranker", "--model", "lgbm", "--bundles", str(validation_root),
@@ -232,6 +246,11 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
     assert validation["users"] == validation["served"]["users"] == validation["recall order"]["served"]["users"] \
         == len(lists.users)
     assert validation["validated folds"] == 5 and (run / "model.txt").is_file() and not (run / "folds").exists()
+    # each model trained on the other folds' users only, and stopped early on its own fold
+    assert len(fits) == 5
+    for fold, (trained, stopped) in enumerate(fits):
+        own = set(lists.users[folds == fold].tolist())
+        assert trained and stopped and not trained & own and stopped <= own
     paired = validation["served"]["against the bundle's"]   # over the same users: the mean of the differences
     assert paired["difference"] == pytest.approx(validation["served"]["NDCG@10"] -
                                                  validation["recall order"]["served"]["NDCG@10"], abs=1e-9)
