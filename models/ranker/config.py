@@ -54,9 +54,10 @@ class RankerConfig:
             raise ConfigError(f"--features takes groups among {', '.join(GROUPS)}, not {self.features!r}")
         self.features = ",".join(groups)
         if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or \
-                min(self.epochs, self.batch_size, self.trees, self.leaves) <= 0 or self.folds < 2 or not 0 < self.history <= SEQUENCE_ITEMS:
-            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves and --lr must be positive, --folds at least 2, --history "
-                              f"between 1 and {SEQUENCE_ITEMS}, --pool-sample and --poster-dims at least 0")
+                min(self.epochs, self.batch_size, self.trees, self.leaves) <= 0 or self.folds < 2 or \
+                not 0 < self.history <= SEQUENCE_ITEMS:
+            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves and --lr must be positive, --folds at least "
+                              f"2, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and --poster-dims at least 0")
         self.bundles = Path(self.bundles)
         if self.run_dir is None:
             self.run_dir = WORKDIR / "runs" / f"ranker-{MODELS[self.model]}"
