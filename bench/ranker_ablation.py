@@ -53,6 +53,8 @@ def main() -> None:
                         "(no ablations)")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS.values()), default=list(MODELS.values()),
                         help="the rankers to train (default: all)")
+    parser.add_argument("--attention-units", type=int, nargs="+", default=[RankerConfig.attention_units],
+                        help="din: one run per value, each with all its features (default: the default units)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -64,13 +66,20 @@ def main() -> None:
     valid_root = out / "bundles" / "valid"
     build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split))
     runs, results = {}, {}
-    variants = {name: (model, groups) for name, (model, groups) in VARIANTS.items()
+    variants = {name: (model, groups, {}) for name, (model, groups) in VARIANTS.items()
                 if model in args.models and (name in MODELS or not args.full_only)}
-    for name, (model, groups) in variants.items():
+    if "din" in args.models:
+        din = next(name for name, model in MODELS.items() if model == "din")
+        variants.update({f"{din}, {units} attention units": ("din", variants[din][1], {"attention_units": units})
+                         for units in args.attention_units if units != RankerConfig.attention_units})
+        if RankerConfig.attention_units not in args.attention_units:
+            del variants[din]
+    for name, (model, groups, knobs) in variants.items():
         started = time.perf_counter()
-        run = out / "rankers" / f"{model}-{groups.replace(',', '-')}"
+        run = out / "rankers" / "-".join([model, *groups.split(","), *(f"{k}{v}" for k, v in knobs.items())])
         validation = train_ranker(RankerConfig(model=model, bundles=valid_root, targets_before=targets_before,
-                                               run_dir=run, features=groups), served_validation, say=lambda _: None)
+                                               run_dir=run, features=groups, **knobs), served_validation,
+                                  say=lambda _: None)
         runs[name] = run
         print(f"{name}: validation NDCG@10 {validation['NDCG@10']:.4f} (recall order "
               f"{validation['recall order']['NDCG@10']:.4f}), served {validation['served']['NDCG@10']:.4f} (as the "
@@ -78,8 +87,9 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f}s", flush=True)
         results[name] = {"validation": validation}
     rankers = {"SASRec alone (recall order)": "recall,channel=sasrec", "today's NCF order (ncf)": "ncf",
-               **{name: f"{MODEL_NAMES[VARIANTS[name][0]]},run={run}" for name, run in runs.items()}}
-    full = [runs[name] for name in MODELS if name in runs]
+               **{name: f"{MODEL_NAMES[variants[name][0]]},run={run}" for name, run in runs.items()}}
+    full = [run for name, run in runs.items()   # the runs with all their model's features
+            if variants[name][1] == ",".join(DEFAULT_GROUPS[MODEL_NAMES[variants[name][0]]])]
     for number, (name, ranker) in enumerate(list(rankers.items()) + [("chosen on validation", None)]):
         root = out / "bundles" / f"test-{number}"
         options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))

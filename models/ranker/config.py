@@ -36,6 +36,8 @@ class RankerConfig:
     batch_size: int = option(32, "ncf, din: lists per batch.")
     history: int = option(10, "din: the user's most recent items each candidate attends over (10: as good as 20 on "
                           "validation, at three quarters of the cost; README, Ranker ablation).")
+    attention_units: int = option(16, "din: units of the activation unit that weighs each recent item for a "
+                                  "candidate; its request-path cost grows with them.")
     trees: int = option(300, "lgbm: most boosting rounds (early stopping on validation).")
     leaves: int = option(31, "lgbm: leaves per tree.")
     folds: int = option(5, "The users are split into this many folds (by a hash of the seed and the user); the "
@@ -53,11 +55,12 @@ class RankerConfig:
         if unknown or not groups:
             raise ConfigError(f"--features takes groups among {', '.join(GROUPS)}, not {self.features!r}")
         self.features = ",".join(groups)
-        if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or \
-                min(self.epochs, self.batch_size, self.trees, self.leaves) <= 0 or self.folds < 2 or \
-                not 0 < self.history <= SEQUENCE_ITEMS:
-            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves and --lr must be positive, --folds at least "
-                              f"2, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and --poster-dims at least 0")
+        positive = (self.epochs, self.batch_size, self.trees, self.leaves, self.attention_units)
+        if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or min(positive) <= 0 or \
+                self.folds < 2 or not 0 < self.history <= SEQUENCE_ITEMS:
+            raise ConfigError(f"--epochs, --batch-size, --trees, --leaves, --attention-units and --lr must be positive, "
+                              f"--folds at least 2, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and "
+                              f"--poster-dims at least 0")
         self.bundles = Path(self.bundles)
         if self.run_dir is None:
             self.run_dir = WORKDIR / "runs" / f"ranker-{MODELS[self.model]}"

@@ -22,7 +22,6 @@ from .data import RankLists
 from .listwise import dense_columns, fit_listwise, standardisation
 
 DIM = 32          # projected item vectors
-ATTENTION = 16    # units of the activation unit
 HIDDEN = 64       # units of the output layer
 
 
@@ -31,16 +30,16 @@ def _linear(inputs: int, outputs: int, bias: bool = True) -> nn.Linear:
 
 
 class DIN(nn.Layer):
-    def __init__(self, embeddings: np.ndarray, history: int, columns: np.ndarray, mean: np.ndarray,
+    def __init__(self, embeddings: np.ndarray, history: int, units: int, columns: np.ndarray, mean: np.ndarray,
                  scale: np.ndarray):
         super().__init__()
         self.embeddings = paddle.to_tensor(embeddings.astype(np.float32))  # frozen: not a parameter
-        self.history, self.columns, self.mean, self.scale = history, columns, mean, scale
+        self.history, self.units, self.columns, self.mean, self.scale = history, units, columns, mean, scale
         self.project = _linear(embeddings.shape[1], DIM, bias=False)
-        self.attention_item = _linear(DIM, ATTENTION)
-        self.attention_history = _linear(DIM, ATTENTION, bias=False)
-        self.attention_cross = _linear(DIM, ATTENTION, bias=False)
-        self.attention_out = _linear(ATTENTION, 1)
+        self.attention_item = _linear(DIM, units)
+        self.attention_history = _linear(DIM, units, bias=False)
+        self.attention_cross = _linear(DIM, units, bias=False)
+        self.attention_out = _linear(units, 1)
         self.output_item = _linear(DIM, HIDDEN)
         self.output_interest = _linear(DIM, HIDDEN, bias=False)
         self.output_cross = _linear(DIM, HIDDEN, bias=False)
@@ -57,8 +56,8 @@ class DIN(nn.Layer):
         batch, length = sequences.shape
         # (c ⊙ s) C for every candidate c and item s, as one product per list: c (s ⊙ C)
         cross = paddle.bmm(candidates, (seen.unsqueeze(-1) * self.attention_cross.weight)
-                           .transpose([0, 2, 1, 3]).reshape([batch, DIM, length * ATTENTION]))
-        pre = (cross.reshape([batch, -1, length, ATTENTION]) + self.attention_history(seen).unsqueeze(1)
+                           .transpose([0, 2, 1, 3]).reshape([batch, DIM, length * self.units]))
+        pre = (cross.reshape([batch, -1, length, self.units]) + self.attention_history(seen).unsqueeze(1)
                + self.attention_item(candidates).unsqueeze(2))
         weights = self.attention_out(F.relu(pre)).squeeze(-1) * (sequences > 0).astype("float32").unsqueeze(1)
         interest = paddle.bmm(weights, seen) / self.history                            # (B, N, D)
@@ -111,7 +110,7 @@ def fit_din(train: RankLists, valid: RankLists, spec: FeatureSpec, config: Ranke
             run_dir: Path, say=print) -> DINScorer:
     paddle.seed(config.seed)
     columns = dense_columns(spec)
-    model = DIN(embeddings, config.history, columns, *standardisation(train, columns))
+    model = DIN(embeddings, config.history, config.attention_units, columns, *standardisation(train, columns))
     best = fit_listwise(model, train, valid, config, say)
     if is_main():
         best.save(run_dir / SCORER_FILE)
