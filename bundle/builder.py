@@ -77,6 +77,9 @@ class BuildOptions:
     ranker_runs: tuple = option((), "A trained ranker run (`movierec train ranker`), repeatable: the one that beats "
                                 "the recall order by the most on its validation users is served, else --ranker.",
                                 flag="--ranker-run", repeat=True)
+    ranker_margin: float = option(1.0, "With --ranker-run: a run is served only if its served lists beat the bundle's "
+                                  "own on its validating users by at least this many standard errors of the paired "
+                                  "difference (0: any gain).")
     index: str = option("Flat", "FAISS index_factory string of every channel's index: 'Flat' (exact), "
                         "'IVF256,Flat', 'HNSW32', ...")
     index_search: str = option("", "Search parameters of the index: 'nprobe=16' (IVF), 'efSearch=64' (HNSW); "
@@ -118,6 +121,8 @@ class BuildOptions:
             parse_cluster(self.build_cluster)
         if self.keep < 1 or self.slot_pool < 1:
             raise ConfigError("--keep and --slot-pool must be at least 1")
+        if not self.ranker_margin >= 0:
+            raise ConfigError(f"--ranker-margin must be at least 0, not {self.ranker_margin}")
         if self.hold_out_last < 0 or (self.hold_out_last and self.hold_out_after):
             raise ConfigError("hold out the last items (--hold-out-last N >= 1) or everything after a time "
                               "(--hold-out-after DATE), not both")
@@ -177,8 +182,9 @@ def _chosen_ranker(options: BuildOptions, spec: ComponentSpec) -> tuple[Componen
         return spec, None, {}
     for run in options.ranker_runs:
         _check_ranker_split(options, run, read_ranker_run(run)[0].get("trained_on", {}).get("split", {}))
-    best, scored = choose_ranker(list(options.ranker_runs))
-    choice = {"runs": scored, "chosen": str(best) if best else f"{options.ranker} (no run beat the recall order)"}
+    best, scored = choose_ranker(list(options.ranker_runs), options.ranker_margin)
+    choice = {"runs": scored, "margin": options.ranker_margin, "chosen": str(best) if best else
+              f"{options.ranker} (no run beat the recall order by {options.ranker_margin:g} standard errors)"}
     if best is None:
         return spec, None, choice
     return ComponentSpec(read_ranker_run(best)[0]["ranker"], 0, {}), best, choice

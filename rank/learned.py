@@ -169,13 +169,15 @@ def paired_difference(gains: np.ndarray, baseline: np.ndarray) -> dict:
     return {"difference": float(difference.mean()) if len(difference) else 0.0, "standard error": float(error)}
 
 
-def choose_ranker(runs: list[Path]) -> tuple[Path | None, dict]:
+def choose_ranker(runs: list[Path], margin: float = 1.0) -> tuple[Path | None, dict]:
     """Among the runs whose order beats the recall order on their validating users, the one
     whose served lists score best there, provided they beat what the bundle serves without it
     (None when no run does); and what each scored, with the paired difference of the served
     lists and its standard error where the run recorded them. The served lists, not the order
     alone, decide: under a time cut most validating users are new, and what a ranker does for
-    them shows only in how it orders the popular and new slots."""
+    them shows only in how it orders the popular and new slots. Where the run recorded the
+    paired difference, it must be at least `margin` standard errors: a gain within the noise of
+    the validating users does not replace the recall order."""
     scored = {}
     for run in runs:
         config, validation = read_ranker_run(run)
@@ -184,7 +186,12 @@ def choose_ranker(runs: list[Path]) -> tuple[Path | None, dict]:
                             f"{SERVED}, {RECALL_ORDER}": validation[RECALL_ORDER][SERVED][MONITOR],
                             **({f"{SERVED}, {AGAINST_BUNDLE}": validation[SERVED][AGAINST_BUNDLE]}
                                if AGAINST_BUNDLE in validation[SERVED] else {})}
-    winners = [run for run in runs if scored[str(run)][MONITOR] > scored[str(run)][RECALL_ORDER]
-               and scored[str(run)][SERVED] > scored[str(run)][f"{SERVED}, {RECALL_ORDER}"]]
-    best = max(winners, key=lambda run: scored[str(run)][SERVED], default=None)
+
+    def wins(run: Path) -> bool:
+        score = scored[str(run)]
+        paired = score.get(f"{SERVED}, {AGAINST_BUNDLE}")
+        return score[MONITOR] > score[RECALL_ORDER] and score[SERVED] > score[f"{SERVED}, {RECALL_ORDER}"] and (
+            paired is None or paired["difference"] >= margin * paired["standard error"])
+
+    best = max(filter(wins, runs), key=lambda run: scored[str(run)][SERVED], default=None)
     return best, scored

@@ -320,6 +320,10 @@ def test_the_build_chooses_the_run_whose_served_lists_win_on_validation(tmp_path
     assert choose_ranker([worse_than_recall])[0] is None          # its order loses to the recall order
     serves_worse = _ranker_run(tmp_path / "d", "din", 0.20, 0.10, 0.14, 0.15)
     assert choose_ranker([serves_worse])[0] is None               # the served lists lose to the bundle's own
+    within_noise = _ranker_run(tmp_path / "f", "din", 0.20, 0.10, 0.155, 0.15)   # +0.005, half a standard error
+    assert choose_ranker([within_noise])[0] is None
+    assert choose_ranker([within_noise], margin=0.4)[0] == within_noise
+    assert choose_ranker([within_noise, best_order], margin=0)[0] == best_order
     chosen, scored = choose_ranker([best_served])
     assert scored[str(best_served)]["served, against the bundle's"] == {"difference": pytest.approx(0.10),
                                                                         "standard error": 0.01}
