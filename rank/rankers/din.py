@@ -33,7 +33,7 @@ class DINScorer(SavedArrays):
     c·(W + diag(s) C) for each history item s, so the (N, L, A) pre-activations come out of a
     single (N, D+1) @ (D+1, L·A) matrix product, the history part and the bias riding on a
     column of ones. Each item's (D+1, A) map as a history item is made once, when loaded, so a
-    request gathers its L maps. The dense features' standardisation is folded into their
+    request gathers its L maps, each one contiguous block. The dense features' standardisation is folded into their
     weights."""
 
     def __init__(self, arrays: dict[str, np.ndarray]):
@@ -46,11 +46,11 @@ class DINScorer(SavedArrays):
         vectors = a["item_vectors"]                                   # (I+1, D) projected item vectors
         self.dim = vectors.shape[1]
         self.vectors = np.ascontiguousarray(np.concatenate([vectors, np.ones((len(vectors), 1), vectors.dtype)], 1))
-        # (D+1, I+1, A): item s's map [W + diag(s) C; s·H + b], gathered along the middle axis
-        maps = np.empty((self.dim + 1, len(vectors), a["attention_cross"].shape[1]), np.float32)
-        np.multiply(vectors.T[:, :, None], a["attention_cross"][:, None, :], out=maps[:-1])
-        maps[:-1] += a["attention_item_w"][:, None, :]
-        maps[-1] = vectors @ a["attention_history"] + a["attention_item_b"]
+        # (I+1, D+1, A): item s's map [W + diag(s) C; s·H + b]
+        maps = np.empty((len(vectors), self.dim + 1, a["attention_cross"].shape[1]), np.float32)
+        np.multiply(vectors[:, :, None], a["attention_cross"][None], out=maps[:, :-1])
+        maps[:, :-1] += a["attention_item_w"]
+        maps[:, -1] = vectors @ a["attention_history"] + a["attention_item_b"]
         self.history_maps = maps
         self.dense, shift = folded_weight(a["dense_columns"], a["dense_mean"], a["dense_scale"], a["output_dense"])
         self.width = len(self.dense)
@@ -79,7 +79,8 @@ class DINScorer(SavedArrays):
             candidates = self.vectors[items]                                        # (N, D+1), last column 1
             seen = self.vectors[recent, :self.dim]                                  # (L, D)
             units = self.history_maps.shape[2]
-            pre = candidates @ self.history_maps[:, recent].reshape(self.dim + 1, -1)   # (N, L·A)
+            maps = self.history_maps[recent].transpose(1, 0, 2).reshape(self.dim + 1, -1)   # (D+1, L·A)
+            pre = candidates @ maps                                                 # (N, L·A)
             _relu(pre)
             weights = (pre.reshape(-1, units) @ self.attention_out_w).reshape(len(items), -1)
             weights += self.attention_out_b
