@@ -19,6 +19,10 @@ class SASRecInference:
     def __init__(self, weights: dict[str, np.ndarray], config: SASRecConfig):
         self.config = config
         self.w = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
+        # means over the hidden axis as a product with this vector: a third of `ndarray.mean`'s
+        # time at this size
+        self._averaging = np.full(config.hidden, 1 / config.hidden, np.float32)
+        self._causal = np.triu(np.full((config.maxlen, config.maxlen), -1e9, dtype=np.float32), 1)
 
     @classmethod
     def from_model(cls, model) -> "SASRecInference":
@@ -26,9 +30,9 @@ class SASRecInference:
         return cls({name: value.numpy() for name, value in model.state_dict().items()}, model.config)
 
     def _norm(self, name: str, x: np.ndarray) -> np.ndarray:
-        mean = x.mean(-1, keepdims=True)
-        var = ((x - mean) ** 2).mean(-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + 1e-8) * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
+        centred = x - (x @ self._averaging)[..., None]
+        centred /= np.sqrt(np.square(centred) @ self._averaging + 1e-8)[..., None]
+        return centred * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
 
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
         return x @ self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
@@ -42,7 +46,7 @@ class SASRecInference:
         v = self._linear(f"{prefix}.v_proj", keys).reshape(len(keys), heads, d).transpose(1, 0, 2)
         logits = q @ k.transpose(0, 2, 1) / np.sqrt(d)
         if causal:
-            logits = logits + np.triu(np.full((len(queries), len(keys)), -1e9, dtype=np.float32), 1)
+            logits += self._causal[:len(queries), :len(keys)]
         logits -= logits.max(-1, keepdims=True)
         weights = np.exp(logits)
         weights /= weights.sum(-1, keepdims=True)
