@@ -19,8 +19,8 @@ class SASRecInference:
     def __init__(self, weights: dict[str, np.ndarray], config: SASRecConfig):
         self.config = config
         self.w = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
-        # means over the hidden axis as a product with this vector: a third of `ndarray.mean`'s
-        # time at this size
+        # means over the hidden axis as a product with this vector: half of `ndarray.mean`'s
+        # time or less at this size
         self._averaging = np.full(config.hidden, 1 / config.hidden, np.float32)
         self._causal = np.triu(np.full((config.maxlen, config.maxlen), -1e9, dtype=np.float32), 1)
 

@@ -33,8 +33,8 @@ class DINScorer(SavedArrays):
     c·(W + diag(s) C) for each history item s, so the (N, L, A) pre-activations come out of a
     single (N, D+1) @ (D+1, L·A) matrix product, the history part and the bias riding on a
     column of ones. Each item's (D+1, A) map as a history item is made once, when loaded, so a
-    request gathers its L maps, each one contiguous block. The dense features' standardisation is folded into their
-    weights."""
+    request gathers its L maps, each one contiguous block. The dense features' standardisation
+    is folded into their weights."""
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
