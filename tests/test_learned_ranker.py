@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import lightgbm
 import numpy as np
 import paddle
 import pytest
@@ -281,6 +282,14 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
         assert bundle.manifest["rank"]["name"] == ("lgbm" if wins else "recall")
         assert bundle.manifest["rank"]["choice"]["chosen"].startswith(str(run) if wins else "recall")
     bundle = load_bundle(tmp_path / "test-True")
+    # the compiled trees the bundle scores with give LightGBM's own predictions, categorical
+    # side features included
+    booster = lightgbm.Booster(model_str=bundle.ranker.model.text)
+    for user in (1, 300, 943):
+        context = bundle.context(user)
+        matrix = bundle.ranker.features.matrix(context, bundle.recaller.recall(context)[0])
+        assert len(matrix) > 100
+        np.testing.assert_allclose(bundle.ranker.model.predict(matrix), booster.predict(matrix), rtol=0, atol=1e-9)
     served, online = Pipeline(bundle), Pipeline(bundle, use_precomputed=False)
     for user in (1, 300, 943):
         stored = served.recommend(RecommendInput(user_id=user, n=30))

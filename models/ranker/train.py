@@ -65,11 +65,15 @@ def _fitter(config: RankerConfig, spec: FeatureSpec, bundle, dataset, ncf_run: P
     the lists `train`, stopped early on `stop_on`, written to `model_dir`; `score(lists)` gives
     every row's logit."""
     if config.ranker == "lgbm":
+        from movierec.rank.rankers.lgbm import MODEL_FILE, CompiledTrees
+
         from .lgbm import fit_lgbm
 
         def fit(train, stop_on, model_dir):
             booster = fit_lgbm(train, stop_on, spec, config, model_dir, say)
-            return booster, lambda lists: booster.predict(lists.features, num_threads=2)
+            # the served lists are scored as the server will score them; the lists' logits,
+            # many rows at once, by LightGBM on both cores
+            return CompiledTrees(model_dir / MODEL_FILE), lambda lists: booster.predict(lists.features, num_threads=2)
         return fit
 
     from .listwise import lists_logits
