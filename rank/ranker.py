@@ -84,16 +84,24 @@ def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller, item
 
 def order_pools(ranker: Ranker, context: RequestContext, recaller: Recaller, pools: dict[str, np.ndarray],
                 keep: int) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
-    """`order_pool` for each of several pools, their items scored together in one call (a
-    ranker's score of an item does not depend on the items scored beside it)."""
-    items = np.unique(np.concatenate(list(pools.values()))) if pools else np.zeros(0, np.int64)
+    """`order_pool` for each of several pools (of items the context's mask covers), their items
+    scored together in one call (a ranker's score of an item does not depend on the items
+    scored beside it)."""
+    # the union of the pools and each item's row in it through a table over item ids: a few
+    # microseconds, where np.unique and searchsorted over ~800 ids cost a tenth of a request
+    in_union = np.zeros(len(context.allowed.array), dtype=bool)
+    for pool in pools.values():
+        in_union[pool] = True
+    items = np.flatnonzero(in_union)
+    row_of = np.empty(len(in_union), dtype=np.int64)
+    row_of[items] = np.arange(len(items))
     logits = ranker.score(context, recaller.score_items(context, items, ranker.signals)) if len(items) else None
     out = {}
     for slot, pool in pools.items():
         if logits is None or not len(pool):
             out[slot] = None
             continue
-        pool_logits = logits[np.searchsorted(items, pool)]
+        pool_logits = logits[row_of[pool]]
         order = best_first(pool_logits, keep)
         out[slot] = pool[order], _sigmoid(pool_logits[order])
     return out

@@ -23,6 +23,17 @@ class SASRecInference:
         # time or less at this size
         self._averaging = np.full(config.hidden, 1 / config.hidden, np.float32)
         self._causal = np.triu(np.full((config.maxlen, config.maxlen), -1e9, dtype=np.float32), 1)
+        # per block, the query projection with the 1/sqrt(d) of the logits folded in, and the
+        # key and value projections as one product
+        scale = 1 / math.sqrt(config.hidden // config.heads)
+        self._query = []
+        self._key_value = []
+        for block in range(config.blocks):
+            prefix = f"attentions.{block}"
+            self._query.append((self.w[f"{prefix}.q_proj.weight"] * scale, self.w[f"{prefix}.q_proj.bias"] * scale))
+            self._key_value.append((
+                np.concatenate([self.w[f"{prefix}.k_proj.weight"], self.w[f"{prefix}.v_proj.weight"]], axis=1),
+                np.concatenate([self.w[f"{prefix}.k_proj.bias"], self.w[f"{prefix}.v_proj.bias"]])))
 
     @classmethod
     def from_model(cls, model) -> "SASRecInference":
@@ -38,20 +49,22 @@ class SASRecInference:
         return x @ self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
 
     def _attention(self, block: int, queries: np.ndarray, keys: np.ndarray, causal: bool) -> np.ndarray:
-        prefix = f"attentions.{block}"
-        heads = self.config.heads
-        d = self.config.hidden // heads
-        q = self._linear(f"{prefix}.q_proj", queries).reshape(len(queries), heads, d).transpose(1, 0, 2)
-        k = self._linear(f"{prefix}.k_proj", keys).reshape(len(keys), heads, d).transpose(1, 0, 2)
-        v = self._linear(f"{prefix}.v_proj", keys).reshape(len(keys), heads, d).transpose(1, 0, 2)
-        logits = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+        heads, hidden = self.config.heads, self.config.hidden
+        d = hidden // heads
+        weight, bias = self._query[block]
+        q = (queries @ weight + bias).reshape(len(queries), heads, d).transpose(1, 0, 2)
+        weight, bias = self._key_value[block]
+        key_value = keys @ weight + bias
+        k = key_value[:, :hidden].reshape(len(keys), heads, d).transpose(1, 2, 0)
+        v = key_value[:, hidden:].reshape(len(keys), heads, d).transpose(1, 0, 2)
+        weights = q @ k
         if causal:
-            logits += self._causal[:len(queries), :len(keys)]
-        logits -= logits.max(-1, keepdims=True)
-        weights = np.exp(logits)
-        weights /= weights.sum(-1, keepdims=True)
-        out = (weights @ v).transpose(1, 0, 2).reshape(len(queries), self.config.hidden)
-        return self._linear(f"{prefix}.out_proj", out)
+            weights += self._causal[:len(queries), :len(keys)]
+        weights -= weights.max(-1, keepdims=True)
+        np.exp(weights, out=weights)
+        # normalised after the product with the values: (L, d) divisions instead of (L, L)
+        out = (weights @ v) / weights.sum(-1, keepdims=True)
+        return self._linear(f"attentions.{block}.out_proj", out.transpose(1, 0, 2).reshape(len(queries), hidden))
 
     def user_vector(self, sequence: np.ndarray) -> np.ndarray | None:
         """The state after `sequence` (its last maxlen items); None for an empty sequence."""
