@@ -65,7 +65,8 @@ def bench(config: BenchConfig):
             f"{k} {v['p50']:.3f} / {v['p99']:.3f}" for k, v in stages.items()))
     console.print(f"client CPU: {recommend['client_cpu_share_of_a_core']:.0%} of a core over {config.processes} processes")
     if "precomputed_share" in recommend:
-        console.print(f"answered from the offline rankings: {recommend['precomputed_share']:.0%} of requests")
+        console.print(f"answered from the offline rankings: {recommend['precomputed_share']:.0%} of requests; "
+                      f"given a kept answer (no stage run, stage times 0): {recommend['cached_share']:.0%}")
     in_process = report.get("in_process", {})
     for name in ("served", "online"):
         if name in in_process:

@@ -146,7 +146,7 @@ async def _drive(spec: LoadSpec, worker: int, floor: bool) -> dict:
                     latencies.append(done - scheduled)
                 if response is not None and not floor:
                     t = response.timings
-                    stages.append((t.recall_ms, t.rank_ms, t.blend_ms, t.total_ms, t.precomputed))
+                    stages.append((t.recall_ms, t.rank_ms, t.blend_ms, t.total_ms, t.precomputed, t.cached))
 
         if spec.rate > 0:
             interval = 1.0 / (spec.rate * share)
@@ -229,9 +229,10 @@ def run_load(spec: LoadSpec, floor: bool = False) -> tuple[dict, np.ndarray]:
     cpu = sum(r["cpu_seconds"] for r in results)
     summary["client_cpu_seconds"] = cpu
     summary["client_cpu_share_of_a_core"] = cpu / (spec.warmup + spec.duration)
-    stages = np.array([s for r in results for s in r["stages"]], dtype=np.float64).reshape(-1, 5)
+    stages = np.array([s for r in results for s in r["stages"]], dtype=np.float64).reshape(-1, 6)
     if len(stages):
         summary["precomputed_share"] = float(stages[:, 4].mean())
+        summary["cached_share"] = float(stages[:, 5].mean())
         summary["server_stages_ms"] = {name: {"p50": float(np.percentile(stages[:, j], 50)),
                                               "p99": float(np.percentile(stages[:, j], 99))}
                                        for j, name in enumerate(("recall", "rank", "blend", "total"))}

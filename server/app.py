@@ -62,6 +62,8 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.reloads = Counter("movierec_bundle_reloads", "Bundle loads", ["result"], registry=self.registry)
         self.bundle = Gauge("movierec_bundle_info", "The bundle being served", ["version"], registry=self.registry)
+        self.cached_answers = Counter("movierec_cached_answers", "Recommend answers given again from the answers "
+                                      "kept for identical earlier requests", registry=self.registry)
         self.events = Counter("movierec_feedback_events", "Feedback events by outcome (accepted, duplicate, "
                               "rejected)", ["outcome"], registry=self.registry)
 
@@ -179,10 +181,15 @@ class RecommenderService:
     the bytes) and answers with a status code a client can act on, never UNKNOWN or INTERNAL
     for what the client sent; details of refused bundles go to the log, not to the client."""
 
-    def __init__(self, holder: BundleHolder, metrics: Metrics, admin: AdminAuth):
+    def __init__(self, holder: BundleHolder, metrics: Metrics, admin: AdminAuth, answer_cache: int = 0):
         self.holder = holder
         self.metrics = metrics
         self.admin = admin
+        # Serialised answers to requests whose answer comes from the bundle alone (`Pipeline.answer_key`),
+        # for the pipeline and catalogue generation they were made with; the oldest go first when full.
+        self.answer_cache = answer_cache
+        self.answers: dict = {}
+        self.answers_of: tuple = (None, -1)
         self.malformed_log = guard.RateLimitedLog(log)
         # the per-request series, looked up once
         self.stage_latency = {stage: metrics.latency.labels(stage) for stage in ("recall", "rank", "blend", "total")}
@@ -232,8 +239,23 @@ class RecommenderService:
             # The caller has given up already: do not spend the work.
             await self.abort(context, "Recommend", grpc.StatusCode.DEADLINE_EXCEEDED,
                               "deadline passed before the work started")
+        pipeline = served.pipeline
         try:
-            result = served.pipeline.recommend(to_input(request))
+            inp = to_input(request)
+        except RequestError as exc:
+            await self.abort(context, "Recommend", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        key = pipeline.answer_key(inp) if self.answer_cache else None
+        if key is not None:
+            if self.answers_of != (pipeline, pipeline.generation):
+                self.answers, self.answers_of = {}, (pipeline, pipeline.generation)
+            answer = self.answers.get(key)
+            if answer is not None:
+                self.metrics.cached_answers.inc()
+                self.stage_latency["total"].observe(time.perf_counter() - started)
+                self.ok_requests.inc()
+                return answer
+        try:
+            result = pipeline.recommend(inp)
         except RequestError as exc:
             await self.abort(context, "Recommend", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception:
@@ -253,11 +275,23 @@ class RecommenderService:
                 item.reason = result.reasons[k]
                 if result.rank_scores[k] == result.rank_scores[k]:  # not NaN
                     item.rank_score = float(result.rank_scores[k])
+        if key is not None:
+            self._keep(key, response)
         for stage in ("recall", "rank", "blend"):
             self.stage_latency[stage].observe(t[stage] / 1000)
         self.stage_latency["total"].observe(time.perf_counter() - started)
         self.ok_requests.inc()
         return response
+
+    def _keep(self, key: tuple, response) -> None:
+        """Keep an answer, serialised, to give again: with no stage run the next time, its stage
+        times are zero and it says it was cached."""
+        if len(self.answers) >= self.answer_cache:
+            del self.answers[next(iter(self.answers))]
+        kept = pb.RecommendResponse()
+        kept.CopyFrom(response)
+        kept.timings.CopyFrom(pb.StageTimings(precomputed=response.timings.precomputed, cached=True))
+        self.answers[key] = kept.SerializeToString()
 
     async def GetBundleInfo(self, request, context):
         served = self.holder.served
@@ -325,6 +359,9 @@ class ServerConfig:
     use_precomputed: bool = option(True, "Answer known users' requests without context from the bundle's offline "
                                    "rankings (--no-precomputed: recall and rank every request).",
                                    flag="--precomputed/--no-precomputed")
+    answer_cache: int = option(50_000, "Answers kept per worker to give again to identical requests of known users "
+                               "without context and without fresh feedback (0 = off); they go when the bundle or the "
+                               "catalogue changes, the oldest first when full.")
     reuse_port: bool = option(False, "Share the port with other worker processes (set by --workers).", cli=False)
 
     def __post_init__(self) -> None:
@@ -340,6 +377,8 @@ class ServerConfig:
             raise ConfigError("--feed-interval must be between 0 and 60 seconds")
         if self.max_connection_age < 0:
             raise ConfigError("--max-connection-age must be at least 0")
+        if self.answer_cache < 0:
+            raise ConfigError("--answer-cache must be at least 0")
         if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS or self.list_order not in LIST_ORDERS:
             raise ConfigError(f"--slot-pool must be at least 1, --slot-order one of {', '.join(SLOT_ORDERS)} and "
                               f"--list-order one of {', '.join(LIST_ORDERS)}")
@@ -437,7 +476,7 @@ async def start(config: ServerConfig) -> RunningServer:
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", int(config.reuse_port)), *age])
     admin = AdminAuth.from_files(config.admin_token_file, config.admin_client_ca)
-    service = RecommenderService(holder, metrics, admin)
+    service = RecommenderService(holder, metrics, admin, config.answer_cache)
     ingest = IngestService(writer, holder, follower, admin, metrics, service.abort, service.malformed)
     server.add_generic_rpc_handlers([*service.handlers(), ingest.handlers()])
     health = service.health

@@ -51,13 +51,18 @@ def _parse(request_type, method: str, on_malformed: OnMalformed):
     return parse
 
 
+def _serialise(response) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def unary(method: str, request_type, response_type, behaviour, on_malformed: OnMalformed):
-    """A unary-unary handler that parses its request itself."""
+    """A unary-unary handler that parses its request itself; the behaviour answers with a
+    `response_type` message, or with one already serialised."""
     parse = _parse(request_type, method, on_malformed)
 
     async def handle(raw: bytes, context):
         return await behaviour(await parse(raw, context), context)
-    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=response_type.SerializeToString)
+    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_serialise)
 
 
 def unary_stream(method: str, request_type, response_type, behaviour, on_malformed: OnMalformed):

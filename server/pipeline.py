@@ -83,6 +83,7 @@ class Pipeline:
         # recall and rank take movies added while serving when every component can grow
         self.grows = all(hasattr(c, "grow") for c in (*bundle.recaller.channels, bundle.ranker))
         self.fresh = None  # what the event store adds to the bundle (server.fresh.FreshState), when followed
+        self.generation = 0  # counts the catalogue's changes: an answer kept under `answer_key` holds within one
         self.user_of_raw = dict(zip(bundle.users.raw_id.to_numpy().tolist(), bundle.users.user.to_numpy().tolist()))
         self.genre_index = {g.lower(): j for j, g in enumerate(bundle.encoder.genres)}
         seen = bundle.histories.sequences
@@ -150,6 +151,18 @@ class Pipeline:
             raise RequestError(f"age {inp.age} is out of range")
 
     # ---------------------------------------------------------------- request
+
+    def answer_key(self, inp: RecommendInput) -> tuple | None:
+        """A key under which the answer to `inp` may be kept and given again while `generation`
+        stays the same: for a user of the bundle asking without context and without fresh
+        events, whose answer comes from the bundle alone; None for any other request."""
+        if (inp.recent or inp.exclude or inp.include_genres or inp.exclude_genres or inp.min_year or inp.max_year
+                or self.precomputed is None):
+            return None
+        user = self.user_of_raw.get(int(inp.user_id), 0)
+        if not user or (self.fresh is not None and len(self.fresh.events(int(inp.user_id))[0])):
+            return None
+        return user, inp.n, tuple(sorted(inp.shares.items())) if inp.shares else None, inp.explain
 
     def recommend(self, inp: RecommendInput) -> RecommendOutput:
         started = time.perf_counter()
@@ -258,6 +271,7 @@ class Pipeline:
             for component in (*self.bundle.recaller.channels, self.bundle.ranker):
                 component.grow(added)
         self.catalogue = catalogue
+        self.generation += 1
 
     def context_of(self, raw_user: int) -> RequestContext:
         """The context of a request of `raw_user` that brings nothing but the user id."""

@@ -94,6 +94,22 @@ def test_bad_requests_are_invalid_argument(stub, request_kwargs, message):
     assert message in info.value.details()
 
 
+def test_a_repeated_request_of_a_known_user_is_given_the_kept_answer(stub):
+    request = pb.RecommendRequest(user_id=42, n=17, explain=True)
+    first, again = stub.Recommend(request, timeout=10), stub.Recommend(request, timeout=10)
+    assert not first.timings.cached and again.timings.cached and again.timings.precomputed
+    assert again.items == first.items and again.bundle_version == first.bundle_version and again.known_user
+    assert again.timings.total_ms == 0 < first.timings.total_ms
+    # another n, other quotas, recent items, a filter, a new user: answers of their own, never kept
+    assert not stub.Recommend(pb.RecommendRequest(user_id=42, n=16), timeout=10).timings.cached
+    assert not stub.Recommend(pb.RecommendRequest(user_id=42, n=17, explain=True, quotas=pb.Quotas(personalized=1)),
+                              timeout=10).timings.cached
+    for other in (pb.RecommendRequest(user_id=42, n=17, recent_item_ids=[1, 2]),
+                  pb.RecommendRequest(user_id=42, n=17, filters=pb.Filters(include_genres=["Comedy"])),
+                  pb.RecommendRequest(user_id=999_999, n=17)):
+        assert not any(stub.Recommend(other, timeout=10).timings.cached for _ in range(2))
+
+
 def test_health_is_serving_and_reflection_lists_the_service(server):
     with grpc.insecure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmovierec/v1/recommender.proto\x12\x0bmovierec.v1\"f\n\x0cSideFeatures\x12#\n\x06gender\x18\x01 \x01(\x0e\x32\x13.movierec.v1.Gender\x12\x0b\n\x03\x61ge\x18\x02 \x01(\r\x12\x12\n\noccupation\x18\x03 \x01(\t\x12\x10\n\x08zip_code\x18\x04 \x01(\t\"]\n\x07\x46ilters\x12\x16\n\x0einclude_genres\x18\x01 \x03(\t\x12\x16\n\x0e\x65xclude_genres\x18\x02 \x03(\t\x12\x10\n\x08min_year\x18\x03 \x01(\r\x12\x10\n\x08max_year\x18\x04 \x01(\r\"<\n\x06Quotas\x12\x0f\n\x07popular\x18\x01 \x01(\x02\x12\x0b\n\x03new\x18\x02 \x01(\x02\x12\x14\n\x0cpersonalized\x18\x03 \x01(\x02\"\xf0\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x04\x12\t\n\x01n\x18\x02 \x01(\r\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\x04\x12\x18\n\x10\x65xclude_item_ids\x18\x04 \x03(\x04\x12\x30\n\rside_features\x18\x05 \x01(\x0b\x32\x19.movierec.v1.SideFeatures\x12%\n\x07\x66ilters\x18\x06 \x01(\x0b\x32\x14.movierec.v1.Filters\x12#\n\x06quotas\x18\x07 \x01(\x0b\x32\x13.movierec.v1.Quotas\x12\x0f\n\x07\x65xplain\x18\x08 \x01(\x08\"\x97\x01\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x1f\n\x04slot\x18\x04 \x01(\x0e\x32\x11.movierec.v1.Slot\x12\x10\n\x08\x63hannels\x18\x05 \x03(\t\x12\x12\n\nrank_score\x18\x06 \x01(\x02\x12\x0e\n\x06reason\x18\x07 \x01(\t\"k\n\x0cStageTimings\x12\x11\n\trecall_ms\x18\x01 \x01(\x02\x12\x0f\n\x07rank_ms\x18\x02 \x01(\x02\x12\x10\n\x08\x62lend_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\x12\x13\n\x0bprecomputed\x18\x05 \x01(\x08\"\xb2\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.movierec.v1.RecommendedItem\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\x12*\n\x07timings\x18\x03 \x01(\x0b\x32\x19.movierec.v1.StageTimings\x12\x12\n\nknown_user\x18\x04 \x01(\x08\x12\x18\n\x10ignored_item_ids\x18\x05 \x03(\x04\"\x16\n\x14GetBundleInfoRequest\"\x83\x01\n\nBundleInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05users\x18\x02 \x01(\x04\x12\r\n\x05items\x18\x03 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05index\x18\x05 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x06 \x01(\x01\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\"&\n\x13ReloadBundleRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x8c\x01\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x04\x12\x0f\n\x07item_id\x18\x03 \x01(\x04\x12$\n\x04kind\x18\x04 \x01(\x0e\x32\x16.movierec.v1.EventKind\x12\x0e\n\x06rating\x18\x05 \x01(\r\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\"@\n\x12\x41\x64\x64\x46\x65\x65\x64\x62\x61\x63kRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.movierec.v1.FeedbackEvent\"6\n\x08Rejected\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"d\n\x13\x41\x64\x64\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12\'\n\x08rejected\x18\x03 \x03(\x0b\x32\x15.movierec.v1.Rejected\"c\n\x05Movie\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\r\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x0c\n\x04plot\x18\x05 \x01(\t\x12\x0e\n\x06poster\x18\x06 \x03(\x02\"7\n\x12UpsertItemsRequest\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.movierec.v1.Movie\"I\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x04\x12\x30\n\rside_features\x18\x02 \x01(\x0b\x32\x19.movierec.v1.SideFeatures\"6\n\x12UpsertUsersRequest\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.movierec.v1.User\"\\\n\x0eUpsertResponse\x12\x10\n\x08inserted\x18\x01 \x01(\r\x12\x0f\n\x07updated\x18\x02 \x01(\r\x12\'\n\x08rejected\x18\x03 \x03(\x0b\x32\x15.movierec.v1.Rejected*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bGENDER_MALE\x10\x01\x12\x11\n\rGENDER_FEMALE\x10\x02*S\n\x04Slot\x12\x14\n\x10SLOT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSLOT_POPULAR\x10\x01\x12\x0c\n\x08SLOT_NEW\x10\x02\x12\x15\n\x11SLOT_PERSONALIZED\x10\x03*\x81\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_RATING\x10\x01\x12\x14\n\x10\x45VENT_KIND_WATCH\x10\x02\x12\x13\n\x0f\x45VENT_KIND_LIKE\x10\x03\x12\x16\n\x12\x45VENT_KIND_DISLIKE\x10\x04\x32\xf1\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.movierec.v1.RecommendRequest\x1a\x1e.movierec.v1.RecommendResponse\x12K\n\rGetBundleInfo\x12!.movierec.v1.GetBundleInfoRequest\x1a\x17.movierec.v1.BundleInfo\x12I\n\x0cReloadBundle\x12 .movierec.v1.ReloadBundleRequest\x1a\x17.movierec.v1.BundleInfo2\xf4\x01\n\x06Ingest\x12P\n\x0b\x41\x64\x64\x46\x65\x65\x64\x62\x61\x63k\x12\x1f.movierec.v1.AddFeedbackRequest\x1a .movierec.v1.AddFeedbackResponse\x12K\n\x0bUpsertItems\x12\x1f.movierec.v1.UpsertItemsRequest\x1a\x1b.movierec.v1.UpsertResponse\x12K\n\x0bUpsertUsers\x12\x1f.movierec.v1.UpsertUsersRequest\x1a\x1b.movierec.v1.UpsertResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmovierec/v1/recommender.proto\x12\x0bmovierec.v1\"f\n\x0cSideFeatures\x12#\n\x06gender\x18\x01 \x01(\x0e\x32\x13.movierec.v1.Gender\x12\x0b\n\x03\x61ge\x18\x02 \x01(\r\x12\x12\n\noccupation\x18\x03 \x01(\t\x12\x10\n\x08zip_code\x18\x04 \x01(\t\"]\n\x07\x46ilters\x12\x16\n\x0einclude_genres\x18\x01 \x03(\t\x12\x16\n\x0e\x65xclude_genres\x18\x02 \x03(\t\x12\x10\n\x08min_year\x18\x03 \x01(\r\x12\x10\n\x08max_year\x18\x04 \x01(\r\"<\n\x06Quotas\x12\x0f\n\x07popular\x18\x01 \x01(\x02\x12\x0b\n\x03new\x18\x02 \x01(\x02\x12\x14\n\x0cpersonalized\x18\x03 \x01(\x02\"\xf0\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x04\x12\t\n\x01n\x18\x02 \x01(\r\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\x04\x12\x18\n\x10\x65xclude_item_ids\x18\x04 \x03(\x04\x12\x30\n\rside_features\x18\x05 \x01(\x0b\x32\x19.movierec.v1.SideFeatures\x12%\n\x07\x66ilters\x18\x06 \x01(\x0b\x32\x14.movierec.v1.Filters\x12#\n\x06quotas\x18\x07 \x01(\x0b\x32\x13.movierec.v1.Quotas\x12\x0f\n\x07\x65xplain\x18\x08 \x01(\x08\"\x97\x01\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x1f\n\x04slot\x18\x04 \x01(\x0e\x32\x11.movierec.v1.Slot\x12\x10\n\x08\x63hannels\x18\x05 \x03(\t\x12\x12\n\nrank_score\x18\x06 \x01(\x02\x12\x0e\n\x06reason\x18\x07 \x01(\t\"{\n\x0cStageTimings\x12\x11\n\trecall_ms\x18\x01 \x01(\x02\x12\x0f\n\x07rank_ms\x18\x02 \x01(\x02\x12\x10\n\x08\x62lend_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\x12\x13\n\x0bprecomputed\x18\x05 \x01(\x08\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\"\xb2\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.movierec.v1.RecommendedItem\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\x12*\n\x07timings\x18\x03 \x01(\x0b\x32\x19.movierec.v1.StageTimings\x12\x12\n\nknown_user\x18\x04 \x01(\x08\x12\x18\n\x10ignored_item_ids\x18\x05 \x03(\x04\"\x16\n\x14GetBundleInfoRequest\"\x83\x01\n\nBundleInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05users\x18\x02 \x01(\x04\x12\r\n\x05items\x18\x03 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05index\x18\x05 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x06 \x01(\x01\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\"&\n\x13ReloadBundleRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x8c\x01\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x04\x12\x0f\n\x07item_id\x18\x03 \x01(\x04\x12$\n\x04kind\x18\x04 \x01(\x0e\x32\x16.movierec.v1.EventKind\x12\x0e\n\x06rating\x18\x05 \x01(\r\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\"@\n\x12\x41\x64\x64\x46\x65\x65\x64\x62\x61\x63kRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.movierec.v1.FeedbackEvent\"6\n\x08Rejected\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"d\n\x13\x41\x64\x64\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12\'\n\x08rejected\x18\x03 \x03(\x0b\x32\x15.movierec.v1.Rejected\"c\n\x05Movie\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\r\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x0c\n\x04plot\x18\x05 \x01(\t\x12\x0e\n\x06poster\x18\x06 \x03(\x02\"7\n\x12UpsertItemsRequest\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.movierec.v1.Movie\"I\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x04\x12\x30\n\rside_features\x18\x02 \x01(\x0b\x32\x19.movierec.v1.SideFeatures\"6\n\x12UpsertUsersRequest\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.movierec.v1.User\"\\\n\x0eUpsertResponse\x12\x10\n\x08inserted\x18\x01 \x01(\r\x12\x0f\n\x07updated\x18\x02 \x01(\r\x12\'\n\x08rejected\x18\x03 \x03(\x0b\x32\x15.movierec.v1.Rejected*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bGENDER_MALE\x10\x01\x12\x11\n\rGENDER_FEMALE\x10\x02*S\n\x04Slot\x12\x14\n\x10SLOT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSLOT_POPULAR\x10\x01\x12\x0c\n\x08SLOT_NEW\x10\x02\x12\x15\n\x11SLOT_PERSONALIZED\x10\x03*\x81\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_RATING\x10\x01\x12\x14\n\x10\x45VENT_KIND_WATCH\x10\x02\x12\x13\n\x0f\x45VENT_KIND_LIKE\x10\x03\x12\x16\n\x12\x45VENT_KIND_DISLIKE\x10\x04\x32\xf1\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.movierec.v1.RecommendRequest\x1a\x1e.movierec.v1.RecommendResponse\x12K\n\rGetBundleInfo\x12!.movierec.v1.GetBundleInfoRequest\x1a\x17.movierec.v1.BundleInfo\x12I\n\x0cReloadBundle\x12 .movierec.v1.ReloadBundleRequest\x1a\x17.movierec.v1.BundleInfo2\xf4\x01\n\x06Ingest\x12P\n\x0b\x41\x64\x64\x46\x65\x65\x64\x62\x61\x63k\x12\x1f.movierec.v1.AddFeedbackRequest\x1a .movierec.v1.AddFeedbackResponse\x12K\n\x0bUpsertItems\x12\x1f.movierec.v1.UpsertItemsRequest\x1a\x1b.movierec.v1.UpsertResponse\x12K\n\x0bUpsertUsers\x12\x1f.movierec.v1.UpsertUsersRequest\x1a\x1b.movierec.v1.UpsertResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'movierec.v1.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GENDER']._serialized_start=1942
-  _globals['_GENDER']._serialized_end=2010
-  _globals['_SLOT']._serialized_start=2012
-  _globals['_SLOT']._serialized_end=2095
-  _globals['_EVENTKIND']._serialized_start=2098
-  _globals['_EVENTKIND']._serialized_end=2227
+  _globals['_GENDER']._serialized_start=1958
+  _globals['_GENDER']._serialized_end=2026
+  _globals['_SLOT']._serialized_start=2028
+  _globals['_SLOT']._serialized_end=2111
+  _globals['_EVENTKIND']._serialized_start=2114
+  _globals['_EVENTKIND']._serialized_end=2243
   _globals['_SIDEFEATURES']._serialized_start=46
   _globals['_SIDEFEATURES']._serialized_end=148
   _globals['_FILTERS']._serialized_start=150
@@ -48,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDEDITEM']._serialized_start=551
   _globals['_RECOMMENDEDITEM']._serialized_end=702
   _globals['_STAGETIMINGS']._serialized_start=704
-  _globals['_STAGETIMINGS']._serialized_end=811
-  _globals['_RECOMMENDRESPONSE']._serialized_start=814
-  _globals['_RECOMMENDRESPONSE']._serialized_end=992
-  _globals['_GETBUNDLEINFOREQUEST']._serialized_start=994
-  _globals['_GETBUNDLEINFOREQUEST']._serialized_end=1016
-  _globals['_BUNDLEINFO']._serialized_start=1019
-  _globals['_BUNDLEINFO']._serialized_end=1150
-  _globals['_RELOADBUNDLEREQUEST']._serialized_start=1152
-  _globals['_RELOADBUNDLEREQUEST']._serialized_end=1190
-  _globals['_FEEDBACKEVENT']._serialized_start=1193
-  _globals['_FEEDBACKEVENT']._serialized_end=1333
-  _globals['_ADDFEEDBACKREQUEST']._serialized_start=1335
-  _globals['_ADDFEEDBACKREQUEST']._serialized_end=1399
-  _globals['_REJECTED']._serialized_start=1401
-  _globals['_REJECTED']._serialized_end=1455
-  _globals['_ADDFEEDBACKRESPONSE']._serialized_start=1457
-  _globals['_ADDFEEDBACKRESPONSE']._serialized_end=1557
-  _globals['_MOVIE']._serialized_start=1559
-  _globals['_MOVIE']._serialized_end=1658
-  _globals['_UPSERTITEMSREQUEST']._serialized_start=1660
-  _globals['_UPSERTITEMSREQUEST']._serialized_end=1715
-  _globals['_USER']._serialized_start=1717
-  _globals['_USER']._serialized_end=1790
-  _globals['_UPSERTUSERSREQUEST']._serialized_start=1792
-  _globals['_UPSERTUSERSREQUEST']._serialized_end=1846
-  _globals['_UPSERTRESPONSE']._serialized_start=1848
-  _globals['_UPSERTRESPONSE']._serialized_end=1940
-  _globals['_RECOMMENDER']._serialized_start=2230
-  _globals['_RECOMMENDER']._serialized_end=2471
-  _globals['_INGEST']._serialized_start=2474
-  _globals['_INGEST']._serialized_end=2718
+  _globals['_STAGETIMINGS']._serialized_end=827
+  _globals['_RECOMMENDRESPONSE']._serialized_start=830
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1008
+  _globals['_GETBUNDLEINFOREQUEST']._serialized_start=1010
+  _globals['_GETBUNDLEINFOREQUEST']._serialized_end=1032
+  _globals['_BUNDLEINFO']._serialized_start=1035
+  _globals['_BUNDLEINFO']._serialized_end=1166
+  _globals['_RELOADBUNDLEREQUEST']._serialized_start=1168
+  _globals['_RELOADBUNDLEREQUEST']._serialized_end=1206
+  _globals['_FEEDBACKEVENT']._serialized_start=1209
+  _globals['_FEEDBACKEVENT']._serialized_end=1349
+  _globals['_ADDFEEDBACKREQUEST']._serialized_start=1351
+  _globals['_ADDFEEDBACKREQUEST']._serialized_end=1415
+  _globals['_REJECTED']._serialized_start=1417
+  _globals['_REJECTED']._serialized_end=1471
+  _globals['_ADDFEEDBACKRESPONSE']._serialized_start=1473
+  _globals['_ADDFEEDBACKRESPONSE']._serialized_end=1573
+  _globals['_MOVIE']._serialized_start=1575
+  _globals['_MOVIE']._serialized_end=1674
+  _globals['_UPSERTITEMSREQUEST']._serialized_start=1676
+  _globals['_UPSERTITEMSREQUEST']._serialized_end=1731
+  _globals['_USER']._serialized_start=1733
+  _globals['_USER']._serialized_end=1806
+  _globals['_UPSERTUSERSREQUEST']._serialized_start=1808
+  _globals['_UPSERTUSERSREQUEST']._serialized_end=1862
+  _globals['_UPSERTRESPONSE']._serialized_start=1864
+  _globals['_UPSERTRESPONSE']._serialized_end=1956
+  _globals['_RECOMMENDER']._serialized_start=2246
+  _globals['_RECOMMENDER']._serialized_end=2487
+  _globals['_INGEST']._serialized_start=2490
+  _globals['_INGEST']._serialized_end=2734
 # @@protoc_insertion_point(module_scope)

@@ -113,18 +113,20 @@ class RecommendedItem(_message.Message):
     def __init__(self, item_id: _Optional[int] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., slot: _Optional[_Union[Slot, str]] = ..., channels: _Optional[_Iterable[str]] = ..., rank_score: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StageTimings(_message.Message):
-    __slots__ = ("recall_ms", "rank_ms", "blend_ms", "total_ms", "precomputed")
+    __slots__ = ("recall_ms", "rank_ms", "blend_ms", "total_ms", "precomputed", "cached")
     RECALL_MS_FIELD_NUMBER: _ClassVar[int]
     RANK_MS_FIELD_NUMBER: _ClassVar[int]
     BLEND_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     PRECOMPUTED_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     recall_ms: float
     rank_ms: float
     blend_ms: float
     total_ms: float
     precomputed: bool
-    def __init__(self, recall_ms: _Optional[float] = ..., rank_ms: _Optional[float] = ..., blend_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., precomputed: _Optional[bool] = ...) -> None: ...
+    cached: bool
+    def __init__(self, recall_ms: _Optional[float] = ..., rank_ms: _Optional[float] = ..., blend_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., precomputed: _Optional[bool] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("items", "bundle_version", "timings", "known_user", "ignored_item_ids")
