@@ -57,8 +57,8 @@ class BenchConfig:
     server_workers: int = option(1, "With --spawn: server processes (see `serve --workers`).")
     precomputed: bool = option(True, "With --spawn: serve the bundle's offline rankings (--no-precomputed: recall "
                                "and rank every request).", flag="--precomputed/--no-precomputed")
-    server_answer_cache: int = option(50_000, "With --spawn: answers each server worker keeps for repeated requests "
-                                      "(see `serve --answer-cache`; 0 = off).")
+    server_answer_cache_mb: float = option(64.0, "With --spawn: MiB of answers each server worker keeps for repeated "
+                                           "requests (see `serve --answer-cache-mb`; 0 = off).")
     bundles: Path = option(BUNDLES, "Bundle root: the request mix draws users and movies from its current bundle.")
     concurrency: int = option(8, "Closed loop: calls in flight (over all client processes).")
     rate: float = option(0.0, "Open loop: calls per second (0 = closed loop at --concurrency).")
@@ -86,8 +86,8 @@ class BenchConfig:
         if self.duration + self.warmup > MAX_SECONDS or self.rate > MAX_RATE or self.concurrency > MAX_CONCURRENCY:
             raise ConfigError(f"a run is bounded: --warmup plus --duration at most {MAX_SECONDS:,} s, --rate at most "
                               f"{MAX_RATE:,}/s, --concurrency at most {MAX_CONCURRENCY:,}")
-        if self.server_answer_cache < 0:
-            raise ConfigError("--server-answer-cache must be at least 0")
+        if not 0 <= self.server_answer_cache_mb <= 1e6:
+            raise ConfigError("--server-answer-cache-mb must be between 0 and 1,000,000")
         if any(level < 1 or level > MAX_CONCURRENCY for level in self.sweep):
             raise ConfigError(f"--sweep concurrencies must be between 1 and {MAX_CONCURRENCY:,}")
         self.sweep = tuple(sorted(set(self.sweep)))
@@ -111,7 +111,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict:
         say(f"starting a server on {bundle_path.name} ...")
         server, target = loadtest.spawn_server(config.bundles, config.out / "server.log",
                                                workers=config.server_workers, precomputed=config.precomputed,
-                                               extra=("--answer-cache", str(config.server_answer_cache)))
+                                               extra=("--answer-cache-mb", str(config.server_answer_cache_mb)))
     try:
         version = served_version(target)
         if version != bundle_path.name:
@@ -120,7 +120,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict:
                   "machine": loadtest.machine(),
                   "server_workers": config.server_workers if config.spawn else None,
                   "server_precomputed": config.precomputed if config.spawn else None,
-                  "server_answer_cache": config.server_answer_cache if config.spawn else None,
+                  "server_answer_cache_mb": config.server_answer_cache_mb if config.spawn else None,
                   "date": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
                   "load": {"concurrency": config.concurrency if not config.rate else None,
                            "rate": config.rate or None, "duration": config.duration, "warmup": config.warmup,

@@ -46,6 +46,7 @@ VERSION_NAME = re.compile(r"^v[0-9A-Za-z-]{1,64}$")
 MAX_MESSAGE_BYTES = 1 << 20
 SLOT_ENUM = {"popular": pb.SLOT_POPULAR, "new": pb.SLOT_NEW, "personalized": pb.SLOT_PERSONALIZED}
 GENDER_NAME = {pb.GENDER_MALE: "M", pb.GENDER_FEMALE: "F", pb.GENDER_UNSPECIFIED: ""}
+KEPT_ANSWER_OVERHEAD = 250  # bytes a kept answer costs beyond its own: its key, the bytes object, the dict slot
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -181,15 +182,16 @@ class RecommenderService:
     the bytes) and answers with a status code a client can act on, never UNKNOWN or INTERNAL
     for what the client sent; details of refused bundles go to the log, not to the client."""
 
-    def __init__(self, holder: BundleHolder, metrics: Metrics, admin: AdminAuth, answer_cache: int = 0):
+    def __init__(self, holder: BundleHolder, metrics: Metrics, admin: AdminAuth, answer_cache_mb: float = 0.0):
         self.holder = holder
         self.metrics = metrics
         self.admin = admin
         # Serialised answers to requests whose answer comes from the bundle alone (`Pipeline.answer_key`),
         # for the pipeline and catalogue generation they were made with; the oldest go first when full.
-        self.answer_cache = answer_cache
+        self.answer_budget = int(answer_cache_mb * 2**20)
         self.answers: dict = {}
         self.answers_of: tuple = (None, -1)
+        self.kept_bytes = 0
         self.malformed_log = guard.RateLimitedLog(log)
         # the per-request series, looked up once
         self.stage_latency = {stage: metrics.latency.labels(stage) for stage in ("recall", "rank", "blend", "total")}
@@ -244,10 +246,10 @@ class RecommenderService:
             inp = to_input(request)
         except RequestError as exc:
             await self.abort(context, "Recommend", grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        key = pipeline.answer_key(inp) if self.answer_cache else None
+        key = pipeline.answer_key(inp) if self.answer_budget else None
         if key is not None:
             if self.answers_of != (pipeline, pipeline.generation):
-                self.answers, self.answers_of = {}, (pipeline, pipeline.generation)
+                self.answers, self.answers_of, self.kept_bytes = {}, (pipeline, pipeline.generation), 0
             answer = self.answers.get(key)
             if answer is not None:
                 self.metrics.cached_answers.inc()
@@ -286,12 +288,17 @@ class RecommenderService:
     def _keep(self, key: tuple, response) -> None:
         """Keep an answer, serialised, to give again: with no stage run the next time, its stage
         times are zero and it says it was cached."""
-        if len(self.answers) >= self.answer_cache:
-            del self.answers[next(iter(self.answers))]
         kept = pb.RecommendResponse()
         kept.CopyFrom(response)
         kept.timings.CopyFrom(pb.StageTimings(precomputed=response.timings.precomputed, cached=True))
-        self.answers[key] = kept.SerializeToString()
+        answer = kept.SerializeToString()
+        cost = len(answer) + KEPT_ANSWER_OVERHEAD
+        if cost > self.answer_budget:
+            return
+        while self.kept_bytes + cost > self.answer_budget:
+            self.kept_bytes -= len(self.answers.pop(next(iter(self.answers)))) + KEPT_ANSWER_OVERHEAD
+        self.answers[key] = answer
+        self.kept_bytes += cost
 
     async def GetBundleInfo(self, request, context):
         served = self.holder.served
@@ -359,9 +366,9 @@ class ServerConfig:
     use_precomputed: bool = option(True, "Answer known users' requests without context from the bundle's offline "
                                    "rankings (--no-precomputed: recall and rank every request).",
                                    flag="--precomputed/--no-precomputed")
-    answer_cache: int = option(50_000, "Answers kept per worker to give again to identical requests of known users "
-                               "without context and without fresh feedback (0 = off); they go when the bundle or the "
-                               "catalogue changes, the oldest first when full.")
+    answer_cache_mb: float = option(64.0, "MiB of answers each worker keeps to give again to identical requests of "
+                                    "known users without context or fresh feedback (0 = off); they go when the bundle "
+                                    "or the catalogue changes, the oldest first when full.")
     reuse_port: bool = option(False, "Share the port with other worker processes (set by --workers).", cli=False)
 
     def __post_init__(self) -> None:
@@ -377,8 +384,8 @@ class ServerConfig:
             raise ConfigError("--feed-interval must be between 0 and 60 seconds")
         if self.max_connection_age < 0:
             raise ConfigError("--max-connection-age must be at least 0")
-        if self.answer_cache < 0:
-            raise ConfigError("--answer-cache must be at least 0")
+        if not 0 <= self.answer_cache_mb <= 1e6:
+            raise ConfigError("--answer-cache-mb must be between 0 and 1,000,000")
         if self.slot_pool < 1 or self.slot_order not in SLOT_ORDERS or self.list_order not in LIST_ORDERS:
             raise ConfigError(f"--slot-pool must be at least 1, --slot-order one of {', '.join(SLOT_ORDERS)} and "
                               f"--list-order one of {', '.join(LIST_ORDERS)}")
@@ -476,7 +483,7 @@ async def start(config: ServerConfig) -> RunningServer:
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", int(config.reuse_port)), *age])
     admin = AdminAuth.from_files(config.admin_token_file, config.admin_client_ca)
-    service = RecommenderService(holder, metrics, admin, config.answer_cache)
+    service = RecommenderService(holder, metrics, admin, config.answer_cache_mb)
     ingest = IngestService(writer, holder, follower, admin, metrics, service.abort, service.malformed)
     server.add_generic_rpc_handlers([*service.handlers(), ingest.handlers()])
     health = service.health

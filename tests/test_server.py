@@ -110,6 +110,23 @@ def test_a_repeated_request_of_a_known_user_is_given_the_kept_answer(stub):
         assert not any(stub.Recommend(other, timeout=10).timings.cached for _ in range(2))
 
 
+def test_kept_answers_stay_within_their_budget_the_oldest_going_first():
+    from movierec.server.admin import AdminAuth
+    from movierec.server.app import KEPT_ANSWER_OVERHEAD, Metrics, RecommenderService
+
+    answer = pb.RecommendResponse(items=[pb.RecommendedItem(item_id=i, title="t" * 40) for i in range(10)])
+    size = len(answer.SerializeToString()) + 2 + KEPT_ANSWER_OVERHEAD   # with the cached flag
+    service = RecommenderService(None, Metrics(), AdminAuth(), answer_cache_mb=2.5 * size / 2**20)
+    for user in range(1, 5):
+        service._keep((user, 10, None, False), answer)
+        assert service.kept_bytes <= service.answer_budget
+    assert list(service.answers) == [(3, 10, None, False), (4, 10, None, False)]
+    assert pb.RecommendResponse.FromString(service.answers[(4, 10, None, False)]).timings.cached
+    service.answer_budget = size // 2   # an answer larger than the whole budget is not kept
+    service._keep((5, 10, None, False), answer)
+    assert (5, 10, None, False) not in service.answers
+
+
 def test_health_is_serving_and_reflection_lists_the_service(server):
     with grpc.insecure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
