@@ -52,6 +52,10 @@ class RecommendInput:
     shares: dict | None = None
     explain: bool = False
 
+    @property
+    def has_filters(self) -> bool:
+        return bool(self.include_genres or self.exclude_genres or self.min_year or self.max_year)
+
 
 @dataclass
 class RecommendOutput:
@@ -118,7 +122,7 @@ class Pipeline:
     def _filters(self, inp: RecommendInput) -> np.ndarray | None:
         """The request's genre and year filters as a mask over the served catalogue, or None
         when it has none."""
-        if not (inp.include_genres or inp.exclude_genres or inp.min_year or inp.max_year):
+        if not inp.has_filters:
             return None
         catalogue = self.catalogue
         allowed = np.ones(catalogue.size + 1, dtype=bool)
@@ -156,8 +160,7 @@ class Pipeline:
         """A key under which the answer to `inp` may be kept and given again while `generation`
         stays the same: for a user of the bundle asking without context and without fresh
         events, whose answer comes from the bundle alone; None for any other request."""
-        if (inp.recent or inp.exclude or inp.include_genres or inp.exclude_genres or inp.min_year or inp.max_year
-                or self.precomputed is None):
+        if inp.recent or inp.exclude or inp.has_filters or self.precomputed is None:
             return None
         user = self.user_of_raw.get(int(inp.user_id), 0)
         if not user or (self.fresh is not None and len(self.fresh.events(int(inp.user_id))[0])):
