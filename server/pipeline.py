@@ -158,14 +158,20 @@ class Pipeline:
 
     def answer_key(self, inp: RecommendInput) -> tuple | None:
         """A key under which the answer to `inp` may be kept and given again while `generation`
-        stays the same: for a user of the bundle asking without context and without fresh
-        events, whose answer comes from the bundle alone; None for any other request."""
-        if inp.recent or inp.exclude or inp.has_filters or self.precomputed is None:
+        stays the same: for a request without context whose user has no fresh events, so that
+        its answer comes from the bundle alone (a known user by id, a new user by the encoded
+        side features, with the filters either way); None for any other request."""
+        if inp.recent or inp.exclude or self.precomputed is None:
             return None
-        user = self.user_of_raw.get(int(inp.user_id), 0)
-        if not user or (self.fresh is not None and len(self.fresh.events(int(inp.user_id))[0])):
+        raw_user = int(inp.user_id)
+        if self.fresh is not None and len(self.fresh.events(raw_user)[0]):
             return None
-        return user, inp.n, tuple(sorted(inp.shares.items())) if inp.shares else None, inp.explain
+        user = self.user_of_raw.get(raw_user, 0)
+        who = user or self._side_features(inp, raw_user).tobytes()
+        filters = (tuple(sorted(g.lower() for g in inp.include_genres)),
+                   tuple(sorted(g.lower() for g in inp.exclude_genres)),
+                   inp.min_year, inp.max_year) if inp.has_filters else None
+        return who, filters, inp.n, tuple(sorted(inp.shares.items())) if inp.shares else None, inp.explain
 
     def recommend(self, inp: RecommendInput) -> RecommendOutput:
         started = time.perf_counter()

@@ -280,6 +280,8 @@ def test_a_user_created_by_feedback_gets_personalized_recommendations(live):
     user, liked = 900_001, [50, 181, 172]   # Star Wars, Return of the Jedi, The Empire Strikes Back
     cold = recommender.Recommend(pb.RecommendRequest(user_id=user, n=10, explain=True), timeout=10)
     assert not cold.known_user and all(not i.channels for i in cold.items)
+    kept = recommender.Recommend(pb.RecommendRequest(user_id=user, n=10, explain=True), timeout=10)
+    assert kept.timings.cached and kept.items == cold.items   # a new user without events: kept
     reply = ingest.AddFeedback(pb.AddFeedbackRequest(events=[_event(f"n-{i}", user, i, rating=5) for i in liked]),
                                metadata=AUTH, timeout=10)
     assert reply.accepted == 3

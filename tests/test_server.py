@@ -94,20 +94,36 @@ def test_bad_requests_are_invalid_argument(stub, request_kwargs, message):
     assert message in info.value.details()
 
 
-def test_a_repeated_request_of_a_known_user_is_given_the_kept_answer(stub):
+def test_a_repeated_request_without_context_is_given_the_kept_answer(stub):
     request = pb.RecommendRequest(user_id=42, n=17, explain=True)
     first, again = stub.Recommend(request, timeout=10), stub.Recommend(request, timeout=10)
     assert not first.timings.cached and again.timings.cached and again.timings.precomputed
     assert again.items == first.items and again.bundle_version == first.bundle_version and again.known_user
     assert again.timings.total_ms == 0 < first.timings.total_ms
-    # another n, other quotas, recent items, a filter, a new user: answers of their own, never kept
+    # another n, other quotas, recent items or excluded items: answers of their own, never kept
     assert not stub.Recommend(pb.RecommendRequest(user_id=42, n=16), timeout=10).timings.cached
     assert not stub.Recommend(pb.RecommendRequest(user_id=42, n=17, explain=True, quotas=pb.Quotas(personalized=1)),
                               timeout=10).timings.cached
     for other in (pb.RecommendRequest(user_id=42, n=17, recent_item_ids=[1, 2]),
-                  pb.RecommendRequest(user_id=42, n=17, filters=pb.Filters(include_genres=["Comedy"])),
-                  pb.RecommendRequest(user_id=999_999, n=17)):
+                  pb.RecommendRequest(user_id=42, n=17, exclude_item_ids=[1, 2])):
         assert not any(stub.Recommend(other, timeout=10).timings.cached for _ in range(2))
+    # a filter is part of the key, its genres in any case and order
+    comedy = stub.Recommend(pb.RecommendRequest(user_id=42, n=17, filters=pb.Filters(include_genres=["Comedy", "Drama"])),
+                            timeout=10)
+    again = stub.Recommend(pb.RecommendRequest(user_id=42, n=17, filters=pb.Filters(include_genres=["drama", "comedy"])),
+                           timeout=10)
+    assert not comedy.timings.cached and not comedy.timings.precomputed and again.timings.cached
+    assert again.items == comedy.items != first.items
+    assert not stub.Recommend(pb.RecommendRequest(user_id=42, n=17, filters=pb.Filters(include_genres=["Comedy"])),
+                              timeout=10).timings.cached
+    # a new user is known by side features: the same ones share an answer, whatever the id
+    def new_user(user_id, age):
+        side = pb.SideFeatures(gender=pb.GENDER_FEMALE, age=age)
+        return stub.Recommend(pb.RecommendRequest(user_id=user_id, n=17, side_features=side), timeout=10)
+
+    young, again, older = new_user(999_999, 19), new_user(999_998, 19), new_user(999_999, 61)
+    assert not young.known_user and not young.timings.cached and again.timings.cached and again.items == young.items
+    assert not older.timings.cached and older.items != young.items
 
 
 def test_kept_answers_stay_within_their_budget_the_oldest_going_first():
