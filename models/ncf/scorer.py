@@ -30,6 +30,14 @@ class NCFScorer(SavedArrays):
         self.gmf_fusion, self.mlp_fusion = a["gmf_fusion"], a["mlp_fusion"]
         self.tower = [(a[f"tower_w{j}"], a[f"tower_b{j}"]) for j in range(max(int(a["tower_depth"]), 0))]
         self.fusion_out_w, self.fusion_out_b = a["fusion_out_w"], a["fusion_out_b"]
+        self.join_item_rows()
+
+    def join_item_rows(self) -> None:
+        """One row per item holding its fusion, GMF and tower-input parts side by side: a request
+        gathers each candidate's row once, where three tables would take three scattered reads."""
+        parts = [self.item_fusion, self.item_gmf] + ([self.item_mlp_first] if self.has_mlp else [])
+        self.item_rows = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+        self.gmf_columns = slice(self.item_fusion.shape[1], self.item_fusion.shape[1] + self.item_gmf.shape[1])
 
     def grow(self, count: int) -> None:
         """Room for `count` movies added while serving: each scored as the average movie."""
@@ -38,6 +46,7 @@ class NCFScorer(SavedArrays):
                 self.arrays[key] = grown(self.arrays[key], count, fill="mean")
         self.item_gmf, self.item_fusion = self.arrays["item_gmf"], self.arrays["item_fusion"]
         self.item_mlp_first = self.arrays.get("item_mlp_first")
+        self.join_item_rows()
 
     def recall_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(user queries, item vectors) for an inner-product recall channel on the GMF path.
@@ -65,13 +74,20 @@ class NCFScorer(SavedArrays):
         return fused @ self.fusion_out_w + self.fusion_out_b[0]
 
     def fusion_input(self, user: int, user_features: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """(N, F) pre-activations of the fusion layer for `items`."""
+        """(N, F) pre-activations of the fusion layer for `items`. The GMF product goes through
+        the fusion layer as the item vectors times a user-scaled weight, (i * u) W = i (u W)."""
         u_gmf, u_mlp, u_side = self.user_state(user, user_features)
-        fused = self.item_fusion[items] + u_side + (self.item_gmf[items] * u_gmf) @ self.gmf_fusion
+        rows = self.item_rows[items]
+        gmf = self.gmf_columns
+        fused = rows[:, :gmf.start] + u_side
+        fused += rows[:, gmf] @ (u_gmf[:, None] * self.gmf_fusion)
         if self.has_mlp:
-            hidden = np.maximum(self.item_mlp_first[items] + u_mlp, 0)
+            hidden = rows[:, gmf.stop:] + u_mlp
+            np.maximum(hidden, 0, out=hidden)
             for weight, bias in self.tower:
-                hidden = np.maximum(hidden @ weight + bias, 0)
+                hidden = hidden @ weight
+                hidden += bias
+                np.maximum(hidden, 0, out=hidden)
             fused += hidden @ self.mlp_fusion
         return fused
 
