@@ -146,6 +146,7 @@ class RankFeatures:
         names = spec.names()
         self.width = len(names)
         self.item_blocks = []   # (first column, (I+1, k) block)
+        self.genre_columns = None   # where `matrix` holds the candidates' genres, with the `side` group
         if "popularity" in spec.groups:
             self.item_blocks.append((names.index("popularity"),
                                      np.stack([table.popularity, table.recent, table.age], axis=1)))
@@ -153,6 +154,8 @@ class RankFeatures:
             self.item_blocks.append((names.index("year"), np.concatenate(
                 [table.year[:, None], table.genres, table.posters, table.has_poster[:, None]], axis=1)))
             self.user_column = names.index(USER_FEATURES[0])
+            first_genre = names.index("year") + 1
+            self.genre_columns = slice(first_genre, first_genre + spec.genres)
         self.item_blocks = [(first, np.ascontiguousarray(block, dtype=np.float32)) for first, block in self.item_blocks]
         self.history_column = names.index("history_length") if "history" in spec.groups else -1
         # the columns that depend on the request alone (the same for all its candidates), and
@@ -185,9 +188,9 @@ class RankFeatures:
     def matrix(self, context: RequestContext, merged: Merged) -> np.ndarray:
         items = merged.items
         out = np.empty((len(items), self.width), np.float32)
-        self._write_varying(out, context, merged, self.history_column + 1, self.width - 1)
         for first, block in self.item_blocks:
             out[:, first:first + block.shape[1]] = block[items]
+        self._write_varying(out, context, merged, self.history_column + 1, self.width - 1, self.genre_columns)
         out[:, self.request_columns] = self.request_values(context)
         return out
 
@@ -208,9 +211,10 @@ class RankFeatures:
         return np.concatenate(values).astype(np.float32) if values else np.zeros(0, np.float32)
 
     def _write_varying(self, out: np.ndarray, context: RequestContext, merged: Merged, overlap_column: int,
-                       ncf_column: int) -> None:
+                       ncf_column: int, genre_columns: slice | None = None) -> None:
         """The recall signals into `out`'s first columns, the genre overlap and the NCF logit
-        into the columns given."""
+        into the columns given; the candidates' genres are read from `out`'s `genre_columns`
+        where they are written already, else gathered."""
         groups, items = self.spec.groups, merged.items
         n = len(items)
         if "recall" in groups:
@@ -234,7 +238,8 @@ class RankFeatures:
         if "history" in groups:
             genres = self.table.genres
             recent = context.sequence[-PROFILE_ITEMS:]
-            out[:, overlap_column] = genres[items] @ (genres[recent].sum(axis=0) / max(len(recent), 1))
+            candidates = out[:, genre_columns] if genre_columns is not None else genres[items]
+            out[:, overlap_column] = candidates @ (genres[recent].sum(axis=0) / max(len(recent), 1))
         if "ncf" in groups:
             out[:, ncf_column] = self.ncf.score(context.user, context.user_features, items)
 
