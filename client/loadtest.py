@@ -317,7 +317,8 @@ def in_process(bundle_path: Path, mix: Mix, requests: int, seed: int = 0) -> dic
     users = bundle.users.raw_id.to_numpy()
     items = bundle.items.raw_id.to_numpy()
     inputs = [RecommendInput(**fields) for fields in mix.draw(np.random.default_rng(seed), users, items, requests)]
-    candidates = [len(bundle.recaller.recall(bundle.context(bundle.user_id(int(u))))[0].items) for u in users[:50]]
+    with_history = np.flatnonzero(np.diff(bundle.histories.sequences.indptr) > 0)   # not a time cut's new users
+    candidates = [len(bundle.recaller.recall(bundle.context(int(u)))[0].items) for u in with_history[:50]]
     report = {"requests": requests, "bundle": bundle.version, "mix": asdict(mix),
               "mean_candidates_known_users": float(np.mean(candidates))}
     for name, use_precomputed in (("served", True), ("online", False)):
