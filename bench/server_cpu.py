@@ -5,7 +5,11 @@ rate for each kind of request in turn (the health check, known users without con
 users, known users with recent items, the default mix), and reads the server process's CPU
 time from /proc before and after each. Linux only.
 
-    python bench/server_cpu.py --bundles BUNDLES [--rate 400] [--duration 8] [--json OUT]
+    python bench/server_cpu.py --bundles BUNDLES [--rate 400] [--duration 8] [--answer-cache-mb 0] [--json OUT]
+
+The server keeps no answers by default here (`serve --answer-cache-mb 0`), so that each kind
+costs its own work: a new user's side features repeat within seconds, and would be answered
+from the kept answers otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--bundles", type=Path, required=True)
     parser.add_argument("--rate", type=float, default=400.0, help="requests per second (below saturation)")
     parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--answer-cache-mb", type=float, default=0.0, help="the server's kept answers (MiB)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     bundle = current_version(args.bundles)
@@ -47,7 +52,8 @@ def main() -> None:
         parser.error(f"{args.bundles} has no current bundle")
     users = pd.read_parquet(bundle / "users.parquet").raw_id.to_numpy().tolist()
     items = pd.read_parquet(bundle / "items.parquet").raw_id.to_numpy().tolist()
-    server, target = loadtest.spawn_server(args.bundles, Path(os.devnull), workers=1)
+    server, target = loadtest.spawn_server(args.bundles, Path(os.devnull), workers=1,
+                                           extra=("--answer-cache-mb", str(args.answer_cache_mb)))
     rows = []
     try:
         for name, new_users, with_recent, with_filters, floor in KINDS:
