@@ -113,13 +113,13 @@ def recommend(
         table.add_row(*row)
     console.print(table)
     t = response.timings
+    precomputed = "personalized list precomputed at build time" if t.precomputed else ""
     if t.cached:
-        console.print("server time: none (the server's answer to the same request earlier, kept; personalized list "
-                      "precomputed at build time)")
+        console.print("server time: none (the server's answer to the same request earlier, kept"
+                      + (f"; {precomputed})" if precomputed else ")"))
     else:
         console.print(f"server time: recall {t.recall_ms:.2f} ms, rank {t.rank_ms:.2f} ms, blend {t.blend_ms:.2f} ms, "
-                      f"total {t.total_ms:.2f} ms"
-                      + (" (personalized list precomputed at build time)" if t.precomputed else ""))
+                      f"total {t.total_ms:.2f} ms" + (f" ({precomputed})" if precomputed else ""))
     if response.ignored_item_ids:
         err_console.print(f"[yellow]unknown movie ids ignored: {list(response.ignored_item_ids)}[/]")
 

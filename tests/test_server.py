@@ -126,6 +126,23 @@ def test_a_repeated_request_without_context_is_given_the_kept_answer(stub):
     assert not older.timings.cached and older.items != young.items
 
 
+def test_recommend_says_when_an_answer_was_kept_and_whether_it_was_precomputed(server):
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+
+    def said(*args):
+        result = CliRunner().invoke(app, ["recommend", "--target", server.target, "--n", "7", *args])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()[-1]
+
+    for args, precomputed in ((["--user", "77"], True), (["--user", "77", "--genres", "Comedy"], False),
+                              (["--gender", "M", "--age", "33"], False)):
+        first, again = said(*args), said(*args)
+        assert first.startswith("server time: recall") and again.startswith("server time: none")
+        assert ("precomputed" in first) == ("precomputed" in again) == precomputed
+
+
 def test_kept_answers_stay_within_their_budget_the_oldest_going_first():
     from movierec.server.admin import AdminAuth
     from movierec.server.app import KEPT_ANSWER_OVERHEAD, Metrics, RecommenderService
