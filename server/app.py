@@ -366,9 +366,10 @@ class ServerConfig:
     use_precomputed: bool = option(True, "Answer known users' requests without context from the bundle's offline "
                                    "rankings (--no-precomputed: recall and rank every request).",
                                    flag="--precomputed/--no-precomputed")
-    answer_cache_mb: float = option(64.0, "MiB of answers each worker keeps to give again to identical requests of "
-                                    "known users without context or fresh feedback (0 = off); they go when the bundle "
-                                    "or the catalogue changes, the oldest first when full.")
+    answer_cache_mb: float = option(64.0, "MiB of answers each worker keeps to give again to identical requests "
+                                    "without recent or excluded items from users without fresh feedback (known users "
+                                    "by id, new users by side features, filters included; 0 = off); they go when the "
+                                    "bundle or the catalogue changes, the oldest first when full.")
     reuse_port: bool = option(False, "Share the port with other worker processes (set by --workers).", cli=False)
 
     def __post_init__(self) -> None:
