@@ -86,12 +86,23 @@ def data(
     plots: Optional[str] = typer.Option(None, help="A directory with movies' plots (movies_extrainfos.dat, "
                                         "dbpedia_abstracts.json) for the content channel; default: <release>-extra "
                                         "beside the release, when there is one; '' for none."),
+    without_last: int = typer.Option(0, help="Leave out each user's last N ratings, the catalogue and ids unchanged: "
+                                     "runs trained on such a dataset and bundles built from it give a ranker "
+                                     "candidate lists of earlier items (`train ranker --more-lists`)."),
 ):
     """Normalise a MovieLens release (ML-1M or ML-100K): import it into the event store (a
     second import adds nothing) and write movierec's parquet dataset from the store."""
+    if without_last < 0:
+        raise CLIError(f"--without-last takes a count of ratings, not {without_last}")
     if from_store:
-        dataset_from_store(store, out, as_of)
+        out = dataset_from_store(store, out, as_of)
     else:
         if as_of:
             raise CLIError("--as-of goes with --from-store")
-        prepare(source, out, strict, store, plots)
+        out = prepare(source, out, strict, store, plots)
+    if without_last:
+        from movierec.dataset.store import drop_last_ratings
+
+        dropped = drop_last_ratings(out, without_last)
+        console.print(f"left out each user's last {without_last} rating(s): {dropped:,} ratings; {out} now holds "
+                      "the earlier ones")

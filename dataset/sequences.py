@@ -33,7 +33,7 @@ class Sequences:
         return cls(indptr, items.astype(np.int64))
 
 
-def _time_order(ratings: pd.DataFrame) -> np.ndarray:
+def time_order(ratings: pd.DataFrame) -> np.ndarray:
     """Row order by user, then timestamp; equal timestamps keep the file order (`row`)."""
     return np.lexsort((ratings.row.to_numpy(), ratings.timestamp.to_numpy(), ratings.user.to_numpy()))
 
@@ -44,7 +44,7 @@ def _indptr(users_in_order: np.ndarray, num_users: int) -> np.ndarray:
 
 def chronological(ratings: pd.DataFrame, num_users: int) -> Sequences:
     """Each user's items ordered by timestamp; equal timestamps keep the file order (`row`)."""
-    order = _time_order(ratings)
+    order = time_order(ratings)
     return Sequences(_indptr(ratings.user.to_numpy()[order], num_users),
                      ratings.item.to_numpy()[order].astype(np.int64))
 
@@ -60,7 +60,7 @@ class Histories:
 
     @classmethod
     def from_ratings(cls, ratings: pd.DataFrame, num_users: int) -> "Histories":
-        order = _time_order(ratings)
+        order = time_order(ratings)
         sequences = Sequences(_indptr(ratings.user.to_numpy()[order], num_users),
                               ratings.item.to_numpy()[order].astype(np.int64))
         return cls(sequences, ratings.rating.to_numpy()[order].astype(np.int8), ratings.timestamp.to_numpy()[order])

@@ -129,6 +129,41 @@ def write_dataset(release: RawRelease, out_dir: str | Path, source: str,
     return out_dir
 
 
+def drop_last_ratings(path: str | Path, count: int) -> int:
+    """Rewrite the dataset at `path` without each user's last `count` ratings (in time order),
+    atomically, with the catalogue and every id unchanged: runs trained on it and bundles built
+    from it hold out earlier items than those of the full dataset, so that a ranker can train
+    on more lists per user without leakage (`train ranker --more-lists`). Returns the ratings
+    dropped."""
+    from .sequences import time_order
+
+    path = Path(path)
+    dataset = load_dataset(path)
+    ratings = dataset.ratings
+    order = time_order(ratings)   # by user, then time
+    users = ratings.user.to_numpy()[order]
+    ends = np.flatnonzero(np.r_[users[1:] != users[:-1], True])   # each user's last rating in `order`
+    next_end = ends[np.searchsorted(ends, np.arange(len(order)))]
+    from_end = np.empty(len(order), dtype=np.int64)   # 0 for each user's last rating
+    from_end[order] = next_end - np.arange(len(order))
+    kept = ratings[from_end >= count].reset_index(drop=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        kept.to_parquet(tmp / "ratings.parquet", index=False)
+        for name in TABLES[1:]:
+            shutil.copy2(path / name, tmp / name)
+        manifest = dict(dataset.manifest)
+        manifest["counts"] = {**manifest["counts"], "ratings": len(kept)}
+        manifest["without_last"] = int(manifest.get("without_last", 0)) + count
+        manifest["checksums"] = {name: sha256_file(tmp / name) for name in TABLES}
+        write_json(tmp / MANIFEST, manifest)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(ratings) - len(kept)
+
+
 def to_contiguous(ids: pd.Series, raw_ids: pd.Series, query) -> np.ndarray:
     """Map raw MovieLens ids in `query` to contiguous ids through a table's (id, raw_id)
     columns; 0 where a raw id is unknown."""

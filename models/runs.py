@@ -21,6 +21,7 @@ MODELS = ("sasrec", "ncf", "two_tower")
 DISPLAY = {"sasrec": "SASRec", "ncf": "NCF", "two_tower": "two-tower"}
 TEST_SEED = 2018
 DATASET_FILE = "dataset.json"
+SPLIT_FILE = "split.json"   # how many of each user's last ratings the run's dataset left out
 
 
 @dataclass
@@ -121,9 +122,17 @@ def prepare_run(data_dir: Path, run_dir: Path, resume: bool, hold_out_after: str
     if is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / DATASET_FILE, signature)
+        write_json(run_dir / SPLIT_FILE, {"without_last": int(data.dataset.manifest.get("without_last", 0))})
     barrier()
     task = build_task(data.split, "valid", data.sequences, data.dataset.num_items)
     return Prepared(device, data, task)
+
+
+def trained_without_last(run_dir: Path) -> int:
+    """How many of each user's last ratings the run's dataset left out (`movierec data
+    --without-last`), beyond the two its own split holds out; 0 for a run that records none."""
+    path = Path(run_dir) / SPLIT_FILE
+    return int(json.loads(path.read_text()).get("without_last", 0)) if path.is_file() else 0
 
 
 def run_dataset(run_dir: Path) -> dict | None:

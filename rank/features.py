@@ -15,7 +15,11 @@ is an ablation):
 - `history`: the user's history length, and the overlap of the candidate's genres with the
   genres of the user's recent items;
 - `ncf`: the NCF model's logit (its GMF/MLP user and item embeddings with the side features),
-  when the ranker run was trained with it.
+  when the ranker run was trained with it;
+- `list`: each channel's softmax over the list (the share of exp(score) among the candidates it
+  scored; 0 where it did not score the item), and with `ncf` the softmax of the logits: how
+  sure each model is of a candidate against the others of the same request, which a tree
+  cannot read from raw scores whose scale differs between users.
 
 The item-only columns are an `ItemTable` made when the bundle is built, from the bundle's own
 ratings, so popularity and age are those the server sees.
@@ -34,7 +38,7 @@ from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
 from movierec.tables import grown
 
-GROUPS = ("recall", "popularity", "side", "history", "ncf")
+GROUPS = ("recall", "popularity", "side", "history", "ncf", "list")
 RECENT_DAYS = 30
 PROFILE_ITEMS = 20   # the recent items whose genres make the user's genre profile
 SECONDS_PER_DAY = 86_400
@@ -116,6 +120,8 @@ class FeatureSpec:
             names += ["history_length", "genre_overlap"]
         if "ncf" in self.groups:
             names += ["ncf_logit"]
+        if "list" in self.groups:
+            names += [f"{channel}_share" for channel in self.channels] + (["ncf_logit_share"] if "ncf" in self.groups else [])
         return names
 
     def categorical(self) -> list[int]:
@@ -165,6 +171,10 @@ class RankFeatures:
         self.request_columns = np.array(request, dtype=np.int64)
         fixed = set(request).union(*(range(first, first + block.shape[1]) for first, block in self.item_blocks))
         self.varying_columns = np.array([j for j in range(self.width) if j not in fixed], dtype=np.int64)
+        # where `matrix` and `varying` write the genre overlap, the NCF logit and the first share
+        targets = {"overlap": "genre_overlap", "ncf": "ncf_logit", "shares": f"{spec.channels[0]}_share" if spec.channels else ""}
+        self.matrix_at = {key: names.index(name) for key, name in targets.items() if name in names}
+        self.varying_at = {key: int(np.searchsorted(self.varying_columns, column)) for key, column in self.matrix_at.items()}
         self._channel_columns: dict = {}
         self._inverses = np.zeros(0, np.float32)
 
@@ -190,15 +200,14 @@ class RankFeatures:
         out = np.empty((len(items), self.width), np.float32)
         for first, block in self.item_blocks:
             out[:, first:first + block.shape[1]] = block[items]
-        self._write_varying(out, context, merged, self.history_column + 1, self.width - 1, self.genre_columns)
+        self._write_varying(out, context, merged, self.matrix_at, self.genre_columns)
         out[:, self.request_columns] = self.request_values(context)
         return out
 
     def varying(self, context: RequestContext, merged: Merged) -> np.ndarray:
         """The columns of `matrix` that vary between a request's candidates, `varying_columns`."""
         out = np.empty((len(merged.items), len(self.varying_columns)), np.float32)
-        overlap = len(self.varying_columns) - 1 - ("ncf" in self.spec.groups)
-        self._write_varying(out, context, merged, overlap, len(self.varying_columns) - 1)
+        self._write_varying(out, context, merged, self.varying_at)
         return out
 
     def request_values(self, context: RequestContext) -> np.ndarray:
@@ -210,14 +219,14 @@ class RankFeatures:
             values.append([np.log1p(len(context.sequence))])
         return np.concatenate(values).astype(np.float32) if values else np.zeros(0, np.float32)
 
-    def _write_varying(self, out: np.ndarray, context: RequestContext, merged: Merged, overlap_column: int,
-                       ncf_column: int, genre_columns: slice | None = None) -> None:
-        """The recall signals into `out`'s first columns, the genre overlap and the NCF logit
-        into the columns given; the candidates' genres are read from `out`'s `genre_columns`
-        where they are written already, else gathered."""
+    def _write_varying(self, out: np.ndarray, context: RequestContext, merged: Merged, at: dict,
+                       genre_columns: slice | None = None) -> None:
+        """The recall signals into `out`'s first columns, the genre overlap, the NCF logit and
+        the shares into the columns `at` gives; the candidates' genres are read from `out`'s
+        `genre_columns` where they are written already, else gathered."""
         groups, items = self.spec.groups, merged.items
         n = len(items)
-        if "recall" in groups:
+        if "recall" in groups or "list" in groups:
             columns, own = self.channel_columns(merged)
             width = len(columns)
             if own:
@@ -227,9 +236,11 @@ class RankFeatures:
                 scores, ranks = np.full((n, width), np.nan, np.float32), np.full((n, width), -1, np.int32)
                 scores[:, present] = merged.scores[:, columns[present]]
                 ranks[:, present] = merged.ranks[:, columns[present]]
+            unscored = np.isnan(scores)
+        if "recall" in groups:
             per_channel = out[:, :3 * width].reshape(n, width, 3)
             per_channel[:, :, 0] = scores
-            per_channel[:, :, 0][np.isnan(scores)] = 0.0
+            per_channel[:, :, 0][unscored] = 0.0
             np.take(self._inverse(max(int(ranks.max(initial=0)), n) + 2), ranks + 1, out=per_channel[:, :, 1], mode="clip")
             proposed = ranks >= 0
             per_channel[:, :, 2] = proposed
@@ -239,9 +250,18 @@ class RankFeatures:
             genres = self.table.genres
             recent = context.sequence[-PROFILE_ITEMS:]
             candidates = out[:, genre_columns] if genre_columns is not None else genres[items]
-            out[:, overlap_column] = candidates @ (genres[recent].sum(axis=0) / max(len(recent), 1))
+            out[:, at["overlap"]] = candidates @ (genres[recent].sum(axis=0) / max(len(recent), 1))
         if "ncf" in groups:
-            out[:, ncf_column] = self.ncf.score(context.user, context.user_features, items)
+            out[:, at["ncf"]] = self.ncf.score(context.user, context.user_features, items)
+        if "list" in groups:
+            shares = out[:, at["shares"]:at["shares"] + width]
+            np.subtract(scores, np.fmax.reduce(scores, axis=0) if n else 0.0, out=shares)
+            shares[unscored] = -np.inf
+            np.exp(shares, out=shares)
+            shares /= np.maximum(shares.sum(axis=0), np.finfo(np.float32).tiny)
+            if "ncf" in groups:
+                share = np.exp(out[:, at["ncf"]] - out[:, at["ncf"]].max(initial=-np.inf))
+                out[:, at["shares"] + width] = share / share.sum()
 
 
 def folded_weight(columns: np.ndarray, mean: np.ndarray, scale: np.ndarray,

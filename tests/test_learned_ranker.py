@@ -177,7 +177,7 @@ def test_the_served_rankers_score_as_their_scorers_do_on_the_whole_feature_matri
     _, spec, _ = lists
     bundle = load_bundle(validation_root, with_rankings=False)   # its channels grow below
     rng = np.random.default_rng(3)
-    spec = dataclasses.replace(spec, groups=(*spec.groups, "ncf"))
+    spec = dataclasses.replace(spec, groups=(*spec.groups, "ncf", "list"))
     table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, None, None)
     columns = dense_columns(spec)
     mean, scale = rng.normal(size=len(columns)).astype(np.float32), (rng.random(len(columns)) + 0.5).astype(np.float32)
@@ -213,6 +213,33 @@ def test_the_served_rankers_score_as_their_scorers_do_on_the_whole_feature_matri
     items = np.r_[bundle.popular[:50], added.ids]
     for ranker in rankers:
         expect_equal(ranker, context, bundle.recaller.score_items(context, items, ranker.signals))
+
+
+def test_the_list_shares_are_each_models_softmax_over_the_candidates_it_scored(lists, trained_runs, ml100k_dataset):
+    from movierec.models.ncf.training import exported_scorer
+
+    bundle, spec, _ = lists
+    spec = dataclasses.replace(spec, groups=(*spec.groups, "ncf", "list"))
+    features = RankFeatures(spec, ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, None,
+                                                  None), exported_scorer(ml100k_dataset, trained_runs[1])[0])
+    names = spec.names()
+    context = bundle.context(7)
+    recalled = bundle.recaller.recall(context)[0]
+    for merged in (recalled, bundle.recaller.score_items(context, bundle.popular[:100])):
+        matrix = features.matrix(context, merged)
+        for column, channel in enumerate(merged.channels):
+            scores = merged.scores[:, column].astype(np.float64)
+            scored = ~np.isnan(scores)
+            expected = np.zeros(len(scores))
+            expected[scored] = np.exp(scores[scored] - scores[scored].max())
+            expected /= max(expected.sum(), 1e-30)
+            np.testing.assert_allclose(matrix[:, names.index(f"{channel}_share")], expected, atol=1e-6)
+        logits = matrix[:, names.index("ncf_logit")].astype(np.float64)
+        np.testing.assert_allclose(matrix[:, names.index("ncf_logit_share")],
+                                   np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum(), atol=1e-6)
+        assert np.isfinite(matrix).all()
+    # a channel that proposed only some candidates shares among those it scored
+    assert (np.isnan(recalled.scores).any(axis=0)).any()
 
 
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,
@@ -343,3 +370,91 @@ def test_the_build_chooses_the_run_whose_served_lists_win_on_validation(tmp_path
     (tmp_path / "e" / "validation.json").write_text(json.dumps({"NDCG@10": 0.2, "recall order": {"NDCG@10": 0.1}}))
     with pytest.raises(ConfigError, match="not a finished ranker run"):   # a run without served figures
         choose_ranker([tmp_path / "e"])
+
+
+def test_more_lists_of_earlier_items_train_the_ranker_and_never_leak(validation_root, ml100k_dataset, trained_runs,
+                                                                    tmp_path, monkeypatch):
+    """`movierec data --without-last 2`, runs trained on it and bundles built from them give
+    each user's third and fourth last items as lists `train ranker --more-lists` trains on:
+    the leakage guard holds the bundles to what their runs never saw, lists of the items the
+    ranker validates on (or later ones) are refused, and the extra lists only ever train."""
+    from conftest import ML100K
+    from movierec.dataset.store import load_dataset
+    from movierec.models.ncf.training import POSTERS_FILE
+    from movierec.models.ranker import train as training
+    from movierec.models.ranker.data import check_earlier
+
+    runner = CliRunner()
+    earlier = tmp_path / "earlier"
+    result = runner.invoke(app, ["data", "--source", str(ML100K), "--out", str(earlier), "--store", "",
+                                 "--plots", "", "--without-last", "2"])
+    assert result.exit_code == 0, result.output
+    dataset = load_dataset(earlier)
+    assert dataset.signature() == ml100k_dataset.signature() and dataset.manifest["without_last"] == 2
+    full, kept = (chronological(d.ratings, d.num_users) for d in (ml100k_dataset, dataset))
+    for user in (1, 500, 943):
+        assert kept.of(user).tolist() == full.of(user)[:-2].tolist()
+
+    def build(runs, root, last):
+        build_bundle(BuildOptions(earlier, *runs, root, hold_out_last=last))
+        return load_bundle(root, with_rankings=False)
+
+    # the full dataset's runs trained on the third last item: a bundle targeting it is refused
+    with pytest.raises(ConfigError, match="saw the label"):
+        check_no_leakage(build(trained_runs, tmp_path / "leaky", 1))
+    runs = (tmp_path / "sasrec", tmp_path / "ncf")
+    for model, run, knobs in (("sasrec", runs[0], ["--maxlen", "50", "--hidden", "16", "--loss", "ce"]),
+                              ("ncf", runs[1], ["--posters", str(trained_runs[1] / POSTERS_FILE)])):
+        result = runner.invoke(app, ["train", model, "--data", str(earlier), "--run-dir", str(run), "--epochs", "1",
+                                     *knobs])
+        assert result.exit_code == 0, result.output
+        assert json.loads((run / "split.json").read_text()) == {"without_last": 2}
+    more = [tmp_path / "earlier-1", tmp_path / "earlier-2"]
+    validation = load_bundle(validation_root, with_rankings=False)
+    for last, root in zip((1, 2), more):
+        bundle = build(runs, root, last)
+        check_no_leakage(bundle)
+        check_earlier(bundle, validation)
+    with pytest.raises(ConfigError, match="saw the label"):   # the fifth last item: the runs trained on it
+        check_no_leakage(build(runs, tmp_path / "leaky-3", 3))
+    # the validation bundle's own targets, or the test items, are not earlier items
+    with pytest.raises(ConfigError, match="holds out"):
+        check_earlier(validation, validation)
+    build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, tmp_path / "test", hold_out_last=1))
+    with pytest.raises(ConfigError, match="holds out"):
+        check_earlier(load_bundle(tmp_path / "test", with_rankings=False), validation)
+
+    fits = []   # (users trained on, lists trained on, users stopped early on) of each model
+
+    def recording(*args):
+        fit = make_fitter(*args)
+
+        def recorded(train, stop_on, model_dir):
+            fits.append((set(train.users.tolist()), len(train), set(stop_on.users.tolist())))
+            return fit(train, stop_on, model_dir)
+        return recorded
+
+    make_fitter = training._fitter
+    monkeypatch.setattr(training, "_fitter", recording)
+    command = ["train", "ranker", "--model", "lgbm", "--bundles", str(validation_root), "--trees", "20",
+               "--pool-sample", "20"]
+    more_options = [arg for root in more for arg in ("--more-lists", str(root))]
+    for with_more in (False, True):
+        result = runner.invoke(app, [*command, "--run-dir", str(tmp_path / f"ranker-{with_more}"),
+                                     *(more_options if with_more else [])])
+        assert result.exit_code == 0, result.output
+    alone, with_more = fits[:5], fits[5:]
+    lists = candidate_lists(validation, RankFeatures(FeatureSpec(validation.recaller.names, ("recall",), 0, 0),
+                                                     ItemTable.build(validation.items, bundle_item_histories(validation),
+                                                                     validation.encoder, None, None)), pool_sample=0)
+    folds = user_folds(lists.users, RankerConfig().seed, 5)
+    for fold, ((users, count, stopped), (more_users, more_count, more_stopped)) in enumerate(zip(alone, with_more)):
+        own = set(lists.users[folds == fold].tolist())
+        # about three lists per user where there was one, none of the validating fold's users,
+        # and early stopping on the same users as without
+        assert users < more_users and not more_users & own and more_stopped == stopped
+        assert more_count > 1.6 * count
+    figures = [json.loads((tmp_path / f"ranker-{m}" / "validation.json").read_text()) for m in (False, True)]
+    assert figures[0]["users"] == figures[1]["users"] == len(lists.users)
+    config = json.loads((tmp_path / "ranker-True" / "config.json").read_text())
+    assert config["config"]["more_lists"] == [str(root) for root in more]

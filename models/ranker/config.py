@@ -13,9 +13,10 @@ from movierec.workdir import BUNDLES, WORKDIR
 SEQUENCE_ITEMS = 50  # the most recent items of each request kept with its candidate list
 MODELS = {"ncf": "ncf-list", "ncf-list": "ncf-list", "lgbm": "lgbm", "din": "din"}  # --model -> ranker name
 # Feature groups by default: the neural rankers hold NCF's embeddings (ncf-list) or read the
-# history themselves (din), so the NCF logit would only add its cost to every request.
-DEFAULT_GROUPS = {"lgbm": GROUPS, "ncf-list": tuple(g for g in GROUPS if g != "ncf"),
-                  "din": tuple(g for g in GROUPS if g != "ncf")}
+# history themselves (din), so the NCF logit would only add its cost to every request; the
+# `list` shares were validated with trees only.
+DEFAULT_GROUPS = {"lgbm": GROUPS, "ncf-list": tuple(g for g in GROUPS if g not in ("ncf", "list")),
+                  "din": tuple(g for g in GROUPS if g not in ("ncf", "list"))}
 
 
 @dataclass
@@ -26,9 +27,14 @@ class RankerConfig:
                            "and runs trained before it), or its root: its recall hands the ranker its candidates.")
     targets_before: str = option("", "With a --hold-out-after bundle: train on targets before this date only (the "
                                  "test period's start, so the ranker never sees a test target).")
+    more_lists: tuple = option((), "Another held-out bundle whose candidate lists are added to training, never to "
+                               "validation, repeatable: each user's earlier items (a dataset written with `movierec "
+                               "data --without-last N`, runs trained on it and bundles built from them; every target "
+                               "must be an earlier item than those --bundles holds out).", flag="--more-lists",
+                               repeat=True)
     run_dir: Path | None = option(None, "Where the ranker run goes (default: movierec-work/runs/ranker-<model>).")
-    features: str = option("", "Feature groups among recall, popularity, side, history, ncf (leave one out for "
-                           "an ablation); default: all for lgbm, all but ncf for ncf and din.")
+    features: str = option("", "Feature groups among recall, popularity, side, history, ncf, list (leave one out "
+                           "for an ablation); default: all for lgbm, all but ncf and list for ncf and din.")
     pool_sample: int = option(100, "Items of the popular and new slots' pools added to each list as negatives.")
     poster_dims: int = option(8, "Dimensions the poster vectors are projected to (PCA).")
     epochs: int = option(15, "ncf, din: most epochs over the lists (the best on validation is kept).")

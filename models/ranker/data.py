@@ -28,7 +28,7 @@ from movierec.bundle.loader import Bundle
 from movierec.dataset.sequences import Histories
 from movierec.dataset.store import load_dataset
 from movierec.errors import ConfigError
-from movierec.models.runs import trained_before
+from movierec.models.runs import trained_before, trained_without_last
 from movierec.rank.features import RankFeatures
 
 from .config import SEQUENCE_ITEMS
@@ -46,10 +46,15 @@ def check_no_leakage(bundle: Bundle) -> None:
     if not last:
         raise ConfigError(f"bundle {bundle.version} holds every rating, so its recall models saw every label; "
                           "train a ranker on a bundle built with --hold-out-last 2 or --hold-out-after DATE")
+    dropped = int(bundle.manifest["dataset"].get("without_last", 0))
     for model, run in runs.items():
-        if run and not trained_before(Path(run)) and last > 2:
-            raise ConfigError(f"bundle {bundle.version} holds out the last {last} items, but its {model} run "
-                              "trained on all but each user's last two: it saw the label; use --hold-out-last 1 or 2")
+        if not run or trained_before(Path(run)):
+            continue
+        unseen = trained_without_last(Path(run)) + 2   # the run trained on all but each user's last `unseen`
+        if dropped + last > unseen:
+            raise ConfigError(f"bundle {bundle.version} targets each user's item {dropped + last} from the end, but its "
+                              f"{model} run trained on all but the last {unseen}: it saw the label; hold out fewer "
+                              "items, or train the run on a dataset written with `movierec data --without-last`")
 
 
 @dataclass
@@ -77,6 +82,14 @@ class RankLists:
         return RankLists(self.users[lists], self.scored_as[lists], np.concatenate([[0], np.cumsum(sizes)]), self.items[rows],
                          self.features[rows], self.labels[rows], self.merged[rows], self.baseline[rows],
                          self.user_codes[lists], self.sequences[lists])
+
+    @classmethod
+    def joined(cls, parts: list["RankLists"]) -> "RankLists":
+        """The lists of `parts`, one after another."""
+        sizes = np.concatenate([np.diff(part.indptr) for part in parts])
+        fields = ("users", "scored_as", "items", "features", "labels", "merged", "baseline", "user_codes", "sequences")
+        joined = {key: np.concatenate([getattr(part, key) for part in parts]) for key in fields}
+        return cls(indptr=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), **joined)
 
     def with_positive(self) -> np.ndarray:
         """The lists whose target is among their candidates."""
@@ -136,6 +149,19 @@ def candidate_lists(bundle: Bundle, features: RankFeatures, targets_before: str 
     return RankLists(held.users, np.asarray(scored_as, dtype=np.int64), np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                      *(np.concatenate(parts[key]) for key in ("items", "features", "labels", "merged", "baseline")),
                      user_codes=codes, sequences=sequences)
+
+
+def check_earlier(more: Bundle, bundle: Bundle, targets_before: str = "") -> None:
+    """Refuse another bundle's lists (`train ranker --more-lists`) unless every target of it is
+    an earlier item of its user's history in `bundle`, the one the ranker validates on: never
+    the item validated on, nor a later one such as the test item."""
+    dataset = load_dataset(Path(more.manifest["dataset"]["path"]))
+    held = held_out(more, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
+    for user, target in zip(held.users, held.targets):
+        if not np.isin(target, bundle.histories.of(int(user))):
+            raise ConfigError(f"bundle {more.version} targets movie {int(target)} of user {int(user)}, which bundle "
+                              f"{bundle.version} holds out: more lists must come from earlier items (a dataset "
+                              "written with `movierec data --without-last N`, runs trained on it and a bundle of it)")
 
 
 def bundle_item_histories(bundle: Bundle) -> Histories:

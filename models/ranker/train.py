@@ -19,6 +19,7 @@ from movierec.bundle.heldout import split_of
 from movierec.bundle.loader import load_bundle
 from movierec.dataset.posters import catalogue_posters, load_posters
 from movierec.dataset.store import load_dataset
+from movierec.errors import ConfigError
 from movierec.files import save_npz, write_json
 from movierec.rank.features import FeatureSpec, ItemTable, RankFeatures
 from movierec.rank.learned import (AGAINST_BUNDLE, MONITOR, POSTER_BASIS, RECALL_ORDER, RUN_CONFIG, SERVED,
@@ -26,7 +27,8 @@ from movierec.rank.learned import (AGAINST_BUNDLE, MONITOR, POSTER_BASIS, RECALL
 from movierec.rank.rankers import RANKERS
 
 from .config import RankerConfig
-from .data import bundle_item_histories, candidate_lists, check_no_leakage, list_metrics, user_folds
+from .data import (RankLists, bundle_item_histories, candidate_lists, check_earlier, check_no_leakage, list_metrics,
+                   user_folds)
 
 
 def poster_basis(poster_file: Path | None, item_raw_ids: np.ndarray, dims: int) -> np.ndarray | None:
@@ -97,6 +99,43 @@ def _fitter(config: RankerConfig, spec: FeatureSpec, bundle, dataset, ncf_run: P
     return fit
 
 
+def bundle_features(bundle, config: RankerConfig, basis: np.ndarray | None) -> RankFeatures:
+    """The features of `config.groups` as `bundle` gives them: its own item table (popularity
+    from its own ratings) and, with the `ncf` group, its NCF run's scorer."""
+    last, after = split_of(bundle.manifest)
+    dataset = load_dataset(Path(bundle.manifest["dataset"]["path"])).before(after)
+    posters = _posters_of(bundle.manifest) if "side" in config.groups else None
+    projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
+    table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
+    ncf = None
+    if "ncf" in config.groups:
+        from movierec.models.ncf.training import exported_scorer
+
+        ncf, _ = exported_scorer(dataset, Path(bundle.manifest["options"]["ncf_run"]))
+    spec = FeatureSpec(bundle.recaller.names, config.groups, len(bundle.encoder.genres), table.posters.shape[1])
+    return RankFeatures(spec, table, ncf)
+
+
+def more_lists(bundle, config: RankerConfig, basis: np.ndarray | None, progress=None) -> RankLists | None:
+    """The lists of the `--more-lists` bundles, for training only: each passes the leakage
+    guard, has `bundle`'s catalogue and recall channels, and targets earlier items than
+    `bundle` (`check_earlier`)."""
+    parts = []
+    for root in config.more_lists:
+        more = load_bundle(Path(root), with_rankings=False)
+        check_no_leakage(more)
+        if more.recaller.names != bundle.recaller.names:
+            raise ConfigError(f"bundle {more.version} recalls with {', '.join(more.recaller.names)}, bundle "
+                              f"{bundle.version} with {', '.join(bundle.recaller.names)}: more lists need the same channels")
+        signature = {key: more.manifest["dataset"].get(key) for key in ("users", "items")}
+        if signature != {key: bundle.manifest["dataset"].get(key) for key in ("users", "items")}:
+            raise ConfigError(f"bundle {more.version} was built from another catalogue than bundle {bundle.version}")
+        check_earlier(more, bundle, config.targets_before)
+        parts.append(candidate_lists(more, bundle_features(more, config, basis), config.targets_before,
+                                     config.pool_sample, config.seed, progress))
+    return RankLists.joined(parts) if parts else None
+
+
 def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], None] = print, progress=None) -> dict:
     """Train, validate and write one ranker run. `served(bundle, ranker, users, targets_before, gains=True)`
     scores the lists the server would return to the validating users with a given ranker
@@ -121,24 +160,22 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
     basis = poster_basis(posters, dataset.item_raw_ids()[1:], config.poster_dims)
     if basis is not None and is_main():
         save_npz(run_dir / POSTER_BASIS, {"basis": basis})
-    projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
-    table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
-    ncf = None
-    if "ncf" in config.groups:
-        from movierec.models.ncf.training import exported_scorer
-
-        ncf, _ = exported_scorer(dataset, ncf_run)
-    spec = FeatureSpec(bundle.recaller.names, config.groups, len(bundle.encoder.genres),
-                       table.posters.shape[1])
-    features = RankFeatures(spec, table, ncf)
+    features = bundle_features(bundle, config, basis)
+    spec = features.spec
     lists = candidate_lists(bundle, features, config.targets_before, config.pool_sample, config.seed, progress)
+    more = more_lists(bundle, config, basis, progress)
     folds = user_folds(lists.users, config.seed, config.folds)
     with_positive = np.zeros(len(lists), dtype=bool)
     with_positive[lists.with_positive()] = True
+    if more is not None:
+        more_folds = user_folds(more.users, config.seed, config.folds)
+        more_positive = np.zeros(len(more), dtype=bool)
+        more_positive[more.with_positive()] = True
     validated = config.folds if config.cross_fit else 1
     say(f"{len(lists):,} lists ({int(with_positive.mean() * 100)}% with the target among the candidates), "
         f"{len(lists.items):,} candidates, {len(spec.names())} features; {config.folds} folds of users, "
-        f"{validated} validated, each by a model trained on the others")
+        f"{validated} validated, each by a model trained on the others"
+        + (f"; {len(more):,} more lists of earlier items for training" if more is not None else ""))
     ranker_type = RANKERS.get(config.ranker)
     fit = _fitter(config, spec, bundle, dataset, ncf_run, say)
     logits = np.zeros(len(lists.items), np.float32)
@@ -148,12 +185,13 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
         valid = lists.subset(np.flatnonzero(held))
         # the served model is the first fold's, in the run directory; the others' go when done
         model_dir = run_dir if fold == 0 else run_dir / "folds" / str(fold)
-        say(f"fold {fold + 1} of {validated}: training on {int((~held & with_positive).sum()):,} lists, "
-            f"validating on {int(held.sum()):,}")
+        train = lists.subset(np.flatnonzero(~held & with_positive))
+        if more is not None:   # the same users' earlier items, never those of the validating fold
+            train = RankLists.joined([train, more.subset(np.flatnonzero((more_folds != fold) & more_positive))])
+        say(f"fold {fold + 1} of {validated}: training on {len(train):,} lists, validating on {int(held.sum()):,}")
         if is_main():
             model_dir.mkdir(parents=True, exist_ok=True)
-        model, score = fit(lists.subset(np.flatnonzero(~held & with_positive)),
-                           lists.subset(np.flatnonzero(held & with_positive)), model_dir)
+        model, score = fit(train, lists.subset(np.flatnonzero(held & with_positive)), model_dir)
         logits[lists.rows(np.flatnonzero(held))] = score(valid)
         if is_main():
             served_lists.append(served(bundle, ranker_type(features, model, {}), valid.users, config.targets_before,
