@@ -68,6 +68,7 @@ class RankerConfig:
                               f"--folds at least 2, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and "
                               f"--poster-dims at least 0")
         self.bundles = Path(self.bundles)
+        self.more_lists = tuple(str(root) for root in self.more_lists)
         if self.run_dir is None:
             self.run_dir = WORKDIR / "runs" / f"ranker-{MODELS[self.model]}"
         self.run_dir = Path(self.run_dir)
