@@ -99,11 +99,10 @@ def _fitter(config: RankerConfig, spec: FeatureSpec, bundle, dataset, ncf_run: P
     return fit
 
 
-def bundle_features(bundle, config: RankerConfig, basis: np.ndarray | None) -> RankFeatures:
+def bundle_features(bundle, dataset, config: RankerConfig, basis: np.ndarray | None) -> RankFeatures:
     """The features of `config.groups` as `bundle` gives them: its own item table (popularity
-    from its own ratings) and, with the `ncf` group, its NCF run's scorer."""
-    last, after = split_of(bundle.manifest)
-    dataset = load_dataset(Path(bundle.manifest["dataset"]["path"])).before(after)
+    from its own ratings) and, with the `ncf` group, its NCF run's scorer. `dataset`: the
+    bundle's, before its time cut."""
     posters = _posters_of(bundle.manifest) if "side" in config.groups else None
     projected, has_poster = project_posters(posters, dataset.item_raw_ids()[1:], basis)
     table = ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder, projected, has_poster)
@@ -116,7 +115,7 @@ def bundle_features(bundle, config: RankerConfig, basis: np.ndarray | None) -> R
     return RankFeatures(spec, table, ncf)
 
 
-def more_lists(bundle, config: RankerConfig, basis: np.ndarray | None, progress=None) -> RankLists | None:
+def more_lists(bundle, dataset, config: RankerConfig, basis: np.ndarray | None, progress=None) -> RankLists | None:
     """The lists of the `--more-lists` bundles, for training only: each passes the leakage
     guard, has `bundle`'s catalogue and recall channels, and targets earlier items than
     `bundle` (`check_earlier`)."""
@@ -127,11 +126,11 @@ def more_lists(bundle, config: RankerConfig, basis: np.ndarray | None, progress=
         if more.recaller.names != bundle.recaller.names:
             raise ConfigError(f"bundle {more.version} recalls with {', '.join(more.recaller.names)}, bundle "
                               f"{bundle.version} with {', '.join(bundle.recaller.names)}: more lists need the same channels")
-        signature = {key: more.manifest["dataset"].get(key) for key in ("users", "items")}
-        if signature != {key: bundle.manifest["dataset"].get(key) for key in ("users", "items")}:
+        more_dataset = load_dataset(Path(more.manifest["dataset"]["path"])).before(split_of(more.manifest)[1])
+        if more_dataset.signature() != dataset.signature():
             raise ConfigError(f"bundle {more.version} was built from another catalogue than bundle {bundle.version}")
         check_earlier(more, bundle, config.targets_before)
-        parts.append(candidate_lists(more, bundle_features(more, config, basis), config.targets_before,
+        parts.append(candidate_lists(more, bundle_features(more, more_dataset, config, basis), config.targets_before,
                                      config.pool_sample, config.seed, progress))
     return RankLists.joined(parts) if parts else None
 
@@ -160,10 +159,10 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
     basis = poster_basis(posters, dataset.item_raw_ids()[1:], config.poster_dims)
     if basis is not None and is_main():
         save_npz(run_dir / POSTER_BASIS, {"basis": basis})
-    features = bundle_features(bundle, config, basis)
+    features = bundle_features(bundle, dataset, config, basis)
     spec = features.spec
     lists = candidate_lists(bundle, features, config.targets_before, config.pool_sample, config.seed, progress)
-    more = more_lists(bundle, config, basis, progress)
+    more = more_lists(bundle, dataset, config, basis, progress)
     folds = user_folds(lists.users, config.seed, config.folds)
     with_positive = np.zeros(len(lists), dtype=bool)
     with_positive[lists.with_positive()] = True
