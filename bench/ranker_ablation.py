@@ -6,13 +6,16 @@ candidates, each served from a test bundle, scored on the test targets.
         --cut 2000-12-01 --valid-cut 2000-11-01 --valid-runs SASREC NCF                # time cut
     python bench/ranker_ablation.py --data DATA --runs SASREC NCF --out OUT \\
         --more-data EARLIER --more-runs SASREC NCF                                     # last item, more lists
+    python bench/ranker_ablation.py --data DATA --runs SASREC NCF --out OUT \\
+        --more-data E2 E4 --more-runs S2 N2 S4 N4                                      # and still more
 
 Last item: the rankers train on a `--hold-out-last 2` bundle (target: the validation item)
 and serve a `--hold-out-last 1` bundle (target: the test item). Time cut: they train on a
 bundle of the ratings before --valid-cut (runs trained before it), on targets before --cut,
 and serve a bundle of the ratings before --cut. With --more-data (a dataset written with
 `movierec data --without-last 2`) and --more-runs trained on it, the rankers also train on
-the lists of each user's third and fourth last items (`train ranker --more-lists`). For each ranker, the personalized slot alone
+the lists of each user's third and fourth last items (`train ranker --more-lists`); a dataset
+written with `--without-last 4` adds the fifth and sixth, and so on. For each ranker, the personalized slot alone
 and the served list (default quotas), HR@10 / NDCG@10 over every user with a target; "chosen"
 is what `build --ranker-run` picks on validation among the full-feature runs. Writes
 OUT/ablation.json and prints a markdown table.
@@ -50,8 +53,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--runs", type=Path, nargs=2, required=True, help="SASRec and NCF runs of the test bundle")
     parser.add_argument("--valid-runs", type=Path, nargs=2, help="time cut: runs trained before --valid-cut")
-    parser.add_argument("--more-data", type=Path, help="last item: a dataset without each user's last two ratings")
-    parser.add_argument("--more-runs", type=Path, nargs=2, help="last item: SASRec and NCF runs trained on --more-data")
+    parser.add_argument("--more-data", type=Path, nargs="+", default=[],
+                        help="last item: datasets without each user's last ratings (`movierec data --without-last`)")
+    parser.add_argument("--more-runs", type=Path, nargs="+", default=[],
+                        help="last item: SASRec and NCF runs trained on each --more-data, in its order")
     parser.add_argument("--cut", default="")
     parser.add_argument("--valid-cut", default="")
     parser.add_argument("--out", type=Path, required=True)
@@ -71,13 +76,15 @@ def main() -> None:
         valid_split, test_split, targets_before, valid_runs = {"hold_out_last": 2}, {"hold_out_last": 1}, "", args.runs
     valid_root = out / "bundles" / "valid"
     build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split))
-    more_lists = ()
+    more_lists = []
     if args.more_data:
-        if args.cut or not args.more_runs:
-            parser.error("--more-data goes with --more-runs, on the last item split")
-        more_lists = tuple(out / "bundles" / f"earlier-{last}" for last in (1, 2))
-        for last, root in zip((1, 2), more_lists):
-            build_bundle(BuildOptions(args.more_data, *args.more_runs, root, keep=1, hold_out_last=last))
+        if args.cut or len(args.more_runs) != 2 * len(args.more_data):
+            parser.error("each --more-data goes with a SASRec and an NCF run in --more-runs, on the last item split")
+        for number, data in enumerate(args.more_data):
+            for last in (1, 2):
+                more_lists.append(out / "bundles" / f"earlier-{number}-{last}")
+                build_bundle(BuildOptions(data, *args.more_runs[2 * number:2 * number + 2], more_lists[-1], keep=1,
+                                          hold_out_last=last))
     runs, results = {}, {}
     variants = {name: (model, groups, {}) for name, (model, groups) in VARIANTS.items()
                 if model in args.models and (name in MODELS or not args.full_only)}
@@ -91,7 +98,7 @@ def main() -> None:
         started = time.perf_counter()
         run = out / "rankers" / "-".join([model, *groups.split(","), *(f"{k}{v}" for k, v in knobs.items())])
         validation = train_ranker(RankerConfig(model=model, bundles=valid_root, targets_before=targets_before,
-                                               run_dir=run, features=groups, more_lists=more_lists, **knobs),
+                                               run_dir=run, features=groups, more_lists=tuple(more_lists), **knobs),
                                   served_validation,
                                   say=lambda _: None)
         runs[name] = run

@@ -1,5 +1,6 @@
 """Request-path cost of a bundle's ranker: `ranker.score` over each user's merged candidates
-(about 300), one thread, as a server worker runs it.
+(about 300), one thread, as a server worker runs it; for a ranker that reads the whole feature
+matrix (`lgbm`), also the matrix alone (`rank/features.py`), the rest being the model.
 
     python bench/ranker_cost.py --bundles BUNDLES [--users 500]
 """
@@ -23,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
     bundle = load_bundle(args.bundles, with_rankings=False)
     users = np.linspace(1, len(bundle.users), args.users).astype(int)
-    seconds, sizes = [], []
+    seconds, sizes, matrix_seconds = [], [], []
+    features = getattr(bundle.ranker, "features", None) if not hasattr(bundle.ranker, "projection") else None
     with threadpool_limits(1), search_threads(1):
         for user in users:
             context = bundle.context(int(user))
@@ -33,10 +35,18 @@ def main() -> None:
             bundle.ranker.score(context, merged)
             seconds.append(time.perf_counter() - started)
             sizes.append(len(merged.items))
+            if features is not None:
+                started = time.perf_counter()
+                features.matrix(context, merged)
+                matrix_seconds.append(time.perf_counter() - started)
     us = np.array(seconds) * 1e6
     print(f"ranker {bundle.manifest['rank']['name']} on {bundle.version}: {len(users)} users, "
           f"{np.mean(sizes):.0f} candidates on average; score p50 {np.median(us):.0f} us, "
           f"p90 {np.percentile(us, 90):.0f} us")
+    if matrix_seconds:
+        us = np.array(matrix_seconds) * 1e6
+        print(f"of which the feature matrix ({features.width} columns): p50 {np.median(us):.0f} us, "
+              f"p90 {np.percentile(us, 90):.0f} us")
 
 
 if __name__ == "__main__":
