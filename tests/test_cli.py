@@ -60,6 +60,10 @@ def test_bad_option_values_are_clear_errors(tmp_path, ml1m_dir):
         assert result.exit_code == 2 and option.lstrip("-").replace("-", "_") in result.output, result.output
     result = run("eval", "--data", tmp_path / "d", "--run-dir", tmp_path / "r", "--stage", "train")
     assert result.exit_code == 2 and "--stage" in result.output
+    # a fold to score, one to stop early on and at least one to train on
+    result = run("train", "ranker", "--model", "lgbm", "--bundles", tmp_path / "b", "--folds", 2,
+                 "--run-dir", tmp_path / "r")
+    assert result.exit_code == 2 and "--folds at least 3" in result.output, result.output
 
 
 @pytest.mark.skipif(not (ML100K / "u.data.gz").is_file(), reason="ML-100K not available")

@@ -277,11 +277,14 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
     assert validation["users"] == validation["served"]["users"] == validation["recall order"]["served"]["users"] \
         == len(lists.users)
     assert validation["validated folds"] == 5 and (run / "model.txt").is_file() and not (run / "folds").exists()
-    # each model trained on the other folds' users only, and stopped early on its own fold
+    # each model trained on the other folds' users only, and stopped early on the next fold's,
+    # never on the fold it scores
     assert len(fits) == 5
     for fold, (trained, stopped) in enumerate(fits):
         own = set(lists.users[folds == fold].tolist())
-        assert trained and stopped and not trained & own and stopped <= own
+        stopping = set(lists.users[folds == (fold + 1) % 5].tolist())
+        assert trained and stopped and not trained & own and not trained & stopping
+        assert stopped <= stopping and not stopped & own
     paired = validation["served"]["against the bundle's"]   # over the same users: the mean of the differences
     assert paired["difference"] == pytest.approx(validation["served"]["NDCG@10"] -
                                                  validation["recall order"]["served"]["NDCG@10"], abs=1e-9)
@@ -449,9 +452,9 @@ def test_more_lists_of_earlier_items_train_the_ranker_and_never_leak(validation_
                                                                      validation.encoder, None, None)), pool_sample=0)
     folds = user_folds(lists.users, RankerConfig().seed, 5)
     for fold, ((users, count, stopped), (more_users, more_count, more_stopped)) in enumerate(zip(alone, with_more)):
-        own = set(lists.users[folds == fold].tolist())
-        # about three lists per user where there was one, none of the validating fold's users,
-        # and early stopping on the same users as without
+        own = set(lists.users[folds == fold].tolist()) | set(lists.users[folds == (fold + 1) % 5].tolist())
+        # about three lists per user where there was one, none of the validating or stopping
+        # folds' users, and early stopping on the same users as without
         assert users < more_users and not more_users & own and more_stopped == stopped
         assert more_count > 1.6 * count
     figures = [json.loads((tmp_path / f"ranker-{m}" / "validation.json").read_text()) for m in (False, True)]

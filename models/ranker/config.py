@@ -47,7 +47,7 @@ class RankerConfig:
     trees: int = option(300, "lgbm: most boosting rounds (early stopping on validation).")
     leaves: int = option(31, "lgbm: leaves per tree.")
     folds: int = option(5, "The users are split into this many folds (by a hash of the seed and the user); the "
-                        "ranker the run serves trains on all but the first and stops early on the first.")
+                        "ranker the run serves is validated on the first, stops early on the second and trains on the rest.")
     cross_fit: bool = option(True, "Validate every fold, each with a model trained on the others (--folds models in "
                              "all), so that the run's validation figures, which `build --ranker-run` chooses by, "
                              "cover every user; --no-cross-fit validates the served model's own fold only.")
@@ -63,9 +63,9 @@ class RankerConfig:
         self.features = ",".join(groups)
         positive = (self.epochs, self.batch_size, self.trees, self.leaves, self.attention_units)
         if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or min(positive) <= 0 or \
-                self.folds < 2 or not 0 < self.history <= SEQUENCE_ITEMS:
+                self.folds < 3 or not 0 < self.history <= SEQUENCE_ITEMS:
             raise ConfigError(f"--epochs, --batch-size, --trees, --leaves, --attention-units and --lr must be positive, "
-                              f"--folds at least 2, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and "
+                              f"--folds at least 3, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and "
                               f"--poster-dims at least 0")
         self.bundles = Path(self.bundles)
         self.more_lists = tuple(str(root) for root in self.more_lists)

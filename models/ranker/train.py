@@ -1,7 +1,8 @@
 """`movierec train ranker`: candidate lists from a held-out bundle (`data`), the users split
-into folds; the served model trained on all folds but the first and stopped early on it, and,
-cross-fitted, one more model per other fold trained on the rest, so that every user is
-validated by a model that never saw them: its order scored beside the bundle's recall order,
+into folds; the served model validated on the first fold, stopped early on the second and
+trained on the rest, and, cross-fitted, one more model per other fold the same way (stopped on
+the fold after it), so that every user is validated by a model that neither trained nor
+stopped early on them: its order scored beside the bundle's recall order,
 and the served lists with it beside those the bundle serves (`validation.json`, what `movierec
 build --ranker-run` chooses by)."""
 
@@ -180,17 +181,22 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
     logits = np.zeros(len(lists.items), np.float32)
     served_lists, bundle_lists = [], []
     for fold in range(validated):
-        held = folds == fold
+        # a fold is scored by a model that stopped early on the next fold: stopping on the scored
+        # fold itself would pick the best of many rounds or epochs on it and flatter the figure
+        stop_fold = (fold + 1) % config.folds
+        held, stopping = folds == fold, folds == stop_fold
         valid = lists.subset(np.flatnonzero(held))
         # the served model is the first fold's, in the run directory; the others' go when done
         model_dir = run_dir if fold == 0 else run_dir / "folds" / str(fold)
-        train = lists.subset(np.flatnonzero(~held & with_positive))
-        if more is not None:   # the same users' earlier items, never those of the validating fold
-            train = RankLists.joined([train, more.subset(np.flatnonzero((more_folds != fold) & more_positive))])
-        say(f"fold {fold + 1} of {validated}: training on {len(train):,} lists, validating on {int(held.sum()):,}")
+        train = lists.subset(np.flatnonzero(~held & ~stopping & with_positive))
+        if more is not None:   # the same users' earlier items, never those of the scored or stopping fold
+            train = RankLists.joined([train, more.subset(np.flatnonzero(
+                (more_folds != fold) & (more_folds != stop_fold) & more_positive))])
+        say(f"fold {fold + 1} of {validated}: training on {len(train):,} lists, stopping early on "
+            f"{int(stopping.sum()):,}, validating on {int(held.sum()):,}")
         if is_main():
             model_dir.mkdir(parents=True, exist_ok=True)
-        model, score = fit(train, lists.subset(np.flatnonzero(held & with_positive)), model_dir)
+        model, score = fit(train, lists.subset(np.flatnonzero(stopping & with_positive)), model_dir)
         logits[lists.rows(np.flatnonzero(held))] = score(valid)
         if is_main():
             served_lists.append(served(bundle, ranker_type(features, model, {}), valid.users, config.targets_before,
