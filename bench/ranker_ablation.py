@@ -8,6 +8,7 @@ candidates, each served from a test bundle, scored on the test targets.
         --more-data EARLIER --more-runs SASREC NCF                                     # last item, more lists
     python bench/ranker_ablation.py --data DATA --runs SASREC NCF --out OUT \\
         --more-data E2 E4 --more-runs S2 N2 S4 N4                                      # and still more
+    python bench/ranker_ablation.py ... --full-only --models lgbm --head 0 100         # a cascade's head
 
 Last item: the rankers train on a `--hold-out-last 2` bundle (target: the validation item)
 and serve a `--hold-out-last 1` bundle (target: the test item). Time cut: they train on a
@@ -66,6 +67,9 @@ def main() -> None:
                         help="the rankers to train (default: all)")
     parser.add_argument("--attention-units", type=int, nargs="+", default=[RankerConfig.attention_units],
                         help="din: one run per value, each with all its features (default: the default units)")
+    parser.add_argument("--head", type=int, nargs="+", default=[RankerConfig.head],
+                        help="one run per value of `train ranker --head` for each model, each with all its features "
+                             "(default: 0, every candidate)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -88,12 +92,17 @@ def main() -> None:
     runs, results = {}, {}
     variants = {name: (model, groups, {}) for name, (model, groups) in VARIANTS.items()
                 if model in args.models and (name in MODELS or not args.full_only)}
-    if "din" in args.models:
-        din = next(name for name, model in MODELS.items() if model == "din")
-        variants.update({f"{din}, {units} attention units": ("din", variants[din][1], {"attention_units": units})
-                         for units in args.attention_units if units != RankerConfig.attention_units})
-        if RankerConfig.attention_units not in args.attention_units:
-            del variants[din]
+    # one full-feature run per value of a knob; the default value keeps the plain name
+    for knob, values, label in (("attention_units", args.attention_units, "{} attention units"),
+                                ("head", args.head, "head {}")):
+        default = getattr(RankerConfig, knob)
+        for name, (model, groups, knobs) in list(variants.items()):
+            if name not in MODELS or (knob == "attention_units" and model != "din"):
+                continue
+            variants.update({f"{name}, {label.format(value)}": (model, groups, {**knobs, knob: value})
+                             for value in values if value != default})
+            if default not in values:
+                del variants[name]
     for name, (model, groups, knobs) in variants.items():
         started = time.perf_counter()
         run = out / "rankers" / "-".join([model, *groups.split(","), *(f"{k}{v}" for k, v in knobs.items())])

@@ -33,6 +33,7 @@ from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
 
 from .features import FeatureSpec, ItemTable, RankFeatures
+from .ranker import cascade
 
 SCORER_FILE = "scorer.npz"   # a numpy scorer's arrays, in a run and in a bundle
 RUN_CONFIG = "config.json"
@@ -57,6 +58,11 @@ def read_ranker_run(run_dir: str | Path) -> tuple[dict, dict]:
     return config, validation
 
 
+def run_head(config: dict) -> int:
+    """The head a ranker run was trained on (`train ranker --head`; 0: every candidate)."""
+    return int(config.get("config", {}).get("head", 0))
+
+
 def project_posters(poster_file: Path | None, item_raw_ids: np.ndarray, basis: np.ndarray | None):
     """(I+1, P) projected poster vectors and presence flags, or (None, None)."""
     if poster_file is None or basis is None or not basis.size:
@@ -79,8 +85,8 @@ class LearnedRanker:
     name: str
     signals = None  # reads every channel's score
 
-    def __init__(self, features: RankFeatures, model, source: dict):
-        self.features, self.model, self.source = features, model, source
+    def __init__(self, features: RankFeatures, model, source: dict, head: int = 0):
+        self.features, self.model, self.source, self.head = features, model, source, head
         self.prepare()
 
     def prepare(self) -> None:
@@ -88,8 +94,13 @@ class LearnedRanker:
         the catalogue grows."""
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray:
+        """The logits of the candidates; with a head (`train ranker --head`), of the first
+        `head` in the recall order only, the rest following them in that order (`cascade`)."""
         if not len(merged.items):
             return np.zeros(0, np.float32)
+        return cascade(lambda head: self.score_all(context, head), merged, self.head)
+
+    def score_all(self, context: RequestContext, merged: Merged) -> np.ndarray:
         return self.logits(self.features.matrix(context, merged), context, merged)
 
     def logits(self, matrix: np.ndarray, context: RequestContext, merged: Merged) -> np.ndarray:
@@ -145,21 +156,21 @@ class LearnedRanker:
             ncf, _ = inputs.shared("ncf", lambda: exported_scorer(inputs.dataset, inputs.run("ncf")))
         features = RankFeatures(spec, item_table(inputs, basis), ncf)
         source = {"run": str(run_dir), "trained_on": config.get("trained_on", {}), "validation": validation}
-        return cls(features, cls.model_from_run(Path(run_dir), spec), source)
+        return cls(features, cls.model_from_run(Path(run_dir), spec), source, run_head(config))
 
     def export(self, files: ComponentFiles) -> dict:
         files.save_npz("items.npz", self.features.table.arrays())
         if self.features.ncf is not None:
             self.features.ncf.save(files.path("ncf.npz"))
         self.export_model(files)
-        return {"features": self.features.spec.to_dict(), "source": self.source}
+        return {"features": self.features.spec.to_dict(), "source": self.source, "head": self.head}
 
     @classmethod
     def load(cls, files: ComponentFiles, fragment: dict) -> "LearnedRanker":
         spec = FeatureSpec.from_dict(fragment["features"])
         ncf = NCFScorer.load(files.path("ncf.npz")) if "ncf" in spec.groups else None
         features = RankFeatures(spec, ItemTable.from_arrays(files.load_npz("items.npz")), ncf)
-        return cls(features, cls.load_model(files, spec), fragment.get("source", {}))
+        return cls(features, cls.load_model(files, spec), fragment.get("source", {}), int(fragment.get("head", 0)))
 
 
 def paired_difference(gains: np.ndarray, baseline: np.ndarray) -> dict:

@@ -21,6 +21,8 @@ from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
 from movierec.recall.recaller import Recaller
 
+HEAD_CHANNEL = "sasrec"   # the channel whose order a cascade's head follows (`head_rows`)
+
 
 class Ranker(Protocol):
     name: str
@@ -50,6 +52,45 @@ class Ranked:
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # a logit of -inf (nothing to score with) is a probability of 0
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+def channel_logits(merged: Merged, channel: str) -> np.ndarray | None:
+    """One recall channel's scores of the candidates as logits (-inf where it scored none), or
+    None where it scored none of them."""
+    if channel not in merged.channels:
+        return None
+    scores = merged.scores[:, merged.channels.index(channel)]
+    if np.isnan(scores).all():
+        return None
+    return np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
+
+
+def head_rows(merged: Merged, keep: int, channel: str = HEAD_CHANNEL) -> np.ndarray | None:
+    """A cascade's head: the positions, in merge order, of the `keep` candidates `channel`
+    scores highest (the recall order); None when every candidate is in it, or when the channel
+    scored none of them (a new user's): no order to cut by."""
+    if not 0 < keep < len(merged.items):
+        return None
+    order = channel_logits(merged, channel)
+    return None if order is None else np.sort(best_first(order, keep))
+
+
+def cascade(score_head, merged: Merged, keep: int, channel: str = HEAD_CHANNEL) -> np.ndarray:
+    """Logits of a ranker that scores only the head of the recall order (`score_head(merged)`
+    on `head_rows`); the others follow below the head, in the recall order."""
+    head = head_rows(merged, keep, channel)
+    if head is None:
+        return score_head(merged)
+    logits = np.empty(len(merged.items), np.float32)
+    head_logits = score_head(merged.subset(head))
+    logits[head] = head_logits
+    tail = np.ones(len(merged.items), dtype=bool)
+    tail[head] = False
+    tail = np.flatnonzero(tail)
+    tail = tail[np.argsort(-channel_logits(merged, channel)[tail], kind="stable")]
+    floor = head_logits[np.isfinite(head_logits)].min(initial=0.0)
+    logits[tail] = floor - 1.0 - np.arange(len(tail), dtype=np.float32)
+    return logits
 
 
 def rank(ranker: Ranker, context: RequestContext, merged: Merged) -> Ranked:

@@ -29,6 +29,10 @@ class Merged:
         """(N, C) bool: which channels proposed each candidate."""
         return self.ranks >= 0
 
+    def subset(self, rows: np.ndarray) -> "Merged":
+        """The candidates at `rows`, in that order."""
+        return Merged(self.channels, self.items[rows], self.primary[rows], self.scores[rows], self.ranks[rows])
+
     @classmethod
     def unproposed(cls, channels: tuple, items: np.ndarray) -> "Merged":
         """Items no channel proposed, without scores yet (see `Recaller.score_items`)."""

@@ -64,6 +64,10 @@ def test_bad_option_values_are_clear_errors(tmp_path, ml1m_dir):
     result = run("train", "ranker", "--model", "lgbm", "--bundles", tmp_path / "b", "--folds", 2,
                  "--run-dir", tmp_path / "r")
     assert result.exit_code == 2 and "--folds at least 3" in result.output, result.output
+    # a head shorter than the personalized slot's ten would cut items the recall order shows
+    result = run("train", "ranker", "--model", "lgbm", "--bundles", tmp_path / "b", "--head", 5,
+                 "--run-dir", tmp_path / "r")
+    assert result.exit_code == 2 and "--head 0 or at least 10" in result.output, result.output
 
 
 @pytest.mark.skipif(not (ML100K / "u.data.gz").is_file(), reason="ML-100K not available")

@@ -242,6 +242,55 @@ def test_the_list_shares_are_each_models_softmax_over_the_candidates_it_scored(l
     assert (np.isnan(recalled.scores).any(axis=0)).any()
 
 
+def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_that_order_below(lists):
+    """With a head of K (`train ranker --head`), a ranker scores only the K candidates SASRec
+    scores highest, on their own features (as the training lists hold them); the rest follow
+    below them in SASRec's order. A new user, whom SASRec does not score, is ranked whole."""
+    from movierec.rank.learned import LearnedRanker
+    from movierec.rank.ranker import rank
+
+    bundle, spec, _ = lists
+    features = RankFeatures(spec, ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder,
+                                                  None, None))
+    column = spec.names().index("sasrec_score")
+
+    class Reversed(LearnedRanker):   # the opposite of SASRec's order, so that the head shows
+        name = "reversed"
+
+        def logits(self, matrix, context, merged):
+            return -matrix[:, column]
+
+    whole, cascaded = Reversed(features, None, {}), Reversed(features, None, {}, head=20)
+    sasrec = bundle.recaller.names.index("sasrec")
+    for user in (1, 300, 943):
+        context = bundle.context(user)
+        merged, _ = bundle.recaller.recall(context)
+        assert len(merged.items) > 100
+        recall_order = merged.items[np.argsort(-np.nan_to_num(merged.scores[:, sasrec], nan=-np.inf), kind="stable")]
+        served = rank(cascaded, context, merged).items
+        assert served[:20].tolist() == recall_order[:20][::-1].tolist()
+        assert served[20:].tolist() == recall_order[20:].tolist()
+        assert np.all(np.diff(rank(cascaded, context, merged).scores) <= 0)
+        assert rank(whole, context, merged).items[:20].tolist() != served[:20].tolist()
+        assert rank(Reversed(features, None, {}, head=len(merged.items)), context, merged).items.tolist() == \
+            rank(whole, context, merged).items.tolist()
+    new_user = bundle.context(0, bundle.encoder.encode_request("F", 30, "writer", "10001"))
+    pool = bundle.recaller.score_items(new_user, bundle.popular[:200], None)
+    np.testing.assert_array_equal(cascaded.score(new_user, pool), whole.score(new_user, pool))
+
+    # the training lists hold the same head, each candidate's features computed over the head alone
+    headed = candidate_lists(bundle, features, pool_sample=0, head=20)
+    for i, user in enumerate(headed.users[:50]):
+        context = bundle.context(int(user))
+        merged, _ = bundle.recaller.recall(context)
+        rows = np.arange(headed.indptr[i], headed.indptr[i + 1])
+        rows = rows[headed.merged[rows]]   # the target, where a slot's pool holds it, follows as a pool row
+        recall_order = np.argsort(-np.nan_to_num(merged.scores[:, sasrec], nan=-np.inf), kind="stable")
+        head = merged.subset(np.sort(recall_order[:20]))
+        assert headed.items[rows].tolist() == head.items.tolist()
+        np.testing.assert_array_equal(headed.features[rows], features.matrix(context, head))
+
+
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,
                                                                         trained_runs, tmp_path, monkeypatch):
     from movierec.models.ranker import train as training
@@ -261,7 +310,7 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
     runner = CliRunner()
     run = tmp_path / "ranker-lgbm"
     result = runner.invoke(app, ["train", "ranker", "--model", "lgbm", "--bundles", str(validation_root),
-                                 "--run-dir", str(run), "--trees", "40", "--pool-sample", "30"])
+                                 "--run-dir", str(run), "--trees", "40", "--pool-sample", "30", "--head", "100"])
     assert result.exit_code == 0, result.output
     validation = json.loads((run / "validation.json").read_text())
     assert validation["users"] > 100 and 0 <= validation["NDCG@10"] <= 1
@@ -310,6 +359,7 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
         build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, root, hold_out_last=1, ranker_runs=(run,)))
         bundle = load_bundle(root)
         assert bundle.manifest["rank"]["name"] == ("lgbm" if wins else "recall")
+        assert not wins or bundle.ranker.head == 100   # the run's cascade, served as it was validated
         assert bundle.manifest["rank"]["choice"]["chosen"].startswith(str(run) if wins else "recall")
     bundle = load_bundle(tmp_path / "test-True")
     # the compiled trees the bundle scores with give LightGBM's own predictions, categorical

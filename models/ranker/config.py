@@ -35,6 +35,9 @@ class RankerConfig:
     run_dir: Path | None = option(None, "Where the ranker run goes (default: movierec-work/runs/ranker-<model>).")
     features: str = option("", "Feature groups among recall, popularity, side, history, ncf, list (leave one out "
                            "for an ablation); default: all for lgbm, all but ncf and list for ncf and din.")
+    head: int = option(0, "Rank only each list's first K candidates in the recall order (SASRec's), trained and "
+                       "served alike, the others following them in that order: a cascade that cuts the request "
+                       "path's cost; 0 ranks every candidate.")
     pool_sample: int = option(100, "Items of the popular and new slots' pools added to each list as negatives.")
     poster_dims: int = option(8, "Dimensions the poster vectors are projected to (PCA).")
     epochs: int = option(15, "ncf, din: most epochs over the lists (the best on validation is kept).")
@@ -62,11 +65,11 @@ class RankerConfig:
             raise ConfigError(f"--features takes groups among {', '.join(GROUPS)}, not {self.features!r}")
         self.features = ",".join(groups)
         positive = (self.epochs, self.batch_size, self.trees, self.leaves, self.attention_units)
-        if min(self.pool_sample, self.poster_dims) < 0 or not self.lr > 0 or min(positive) <= 0 or \
+        if min(self.pool_sample, self.poster_dims) < 0 or 0 < self.head < 10 or not self.lr > 0 or min(positive) <= 0 or \
                 self.folds < 3 or not 0 < self.history <= SEQUENCE_ITEMS:
             raise ConfigError(f"--epochs, --batch-size, --trees, --leaves, --attention-units and --lr must be positive, "
                               f"--folds at least 3, --history between 1 and {SEQUENCE_ITEMS}, --pool-sample and "
-                              f"--poster-dims at least 0")
+                              f"--poster-dims at least 0, --head 0 or at least 10")
         self.bundles = Path(self.bundles)
         self.more_lists = tuple(str(root) for root in self.more_lists)
         if self.run_dir is None:

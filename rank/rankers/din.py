@@ -99,7 +99,5 @@ class DINRanker(LearnedRanker):
     def prepare(self) -> None:
         self.projection = ProjectedFeatures(self.features, self.model.dense, self.model.item_output)
 
-    def score(self, context, merged) -> np.ndarray:
-        if not len(merged.items):
-            return np.zeros(0, np.float32)
+    def score_all(self, context, merged) -> np.ndarray:
         return self.model.logits(context.sequence, merged.items, self.projection(context, merged)).astype(np.float32)

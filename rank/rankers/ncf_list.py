@@ -44,9 +44,7 @@ class CandidateNCFRanker(LearnedRanker):
         self.projection = ProjectedFeatures(self.features, *folded_weight(model.columns, model.mean, model.scale,
                                                                           model.weight))
 
-    def score(self, context, merged) -> np.ndarray:
-        if not len(merged.items):
-            return np.zeros(0, np.float32)
+    def score_all(self, context, merged) -> np.ndarray:
         fused = self.model.ncf.fusion_input(context.user, context.user_features, merged.items)
         fused += self.projection(context, merged)
         return self.model.ncf.output(fused).astype(np.float32)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from movierec.options import option
+from movierec.rank.ranker import HEAD_CHANNEL, channel_logits
 from movierec.recall.component import AddedItems, BuildInputs, ComponentFiles, parse_params
 from movierec.recall.context import RequestContext
 from movierec.recall.merge import Merged
@@ -18,7 +19,7 @@ from movierec.recall.merge import Merged
 
 @dataclass
 class RecallParams:
-    channel: str = option("sasrec", "The recall channel whose score orders the candidates.")
+    channel: str = option(HEAD_CHANNEL, "The recall channel whose score orders the candidates.")
 
 
 class RecallRanker:
@@ -29,12 +30,7 @@ class RecallRanker:
         self.signals = (params.channel,)
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None:
-        if self.params.channel not in merged.channels:
-            return None
-        scores = merged.scores[:, merged.channels.index(self.params.channel)]
-        if np.isnan(scores).all():
-            return None
-        return np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
+        return channel_logits(merged, self.params.channel)
 
     @classmethod
     def build(cls, inputs: BuildInputs, params: dict) -> "RecallRanker":
