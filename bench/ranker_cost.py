@@ -14,6 +14,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from movierec.bundle.loader import load_bundle
+from movierec.rank.ranker import head_rows
 from movierec.recall.index import search_threads
 
 
@@ -36,12 +37,14 @@ def main() -> None:
             seconds.append(time.perf_counter() - started)
             sizes.append(len(merged.items))
             if features is not None:
+                head = head_rows(merged, getattr(bundle.ranker, "head", 0))
+                scored = merged if head is None else merged.subset(head)
                 started = time.perf_counter()
-                features.matrix(context, merged)
+                features.matrix(context, scored)
                 matrix_seconds.append(time.perf_counter() - started)
     us = np.array(seconds) * 1e6
     print(f"ranker {bundle.manifest['rank']['name']} on {bundle.version}: {len(users)} users, "
-          f"{np.mean(sizes):.0f} candidates on average; score p50 {np.median(us):.0f} us, "
+          f"{np.mean(sizes):.0f} candidates on average, head {getattr(bundle.ranker, 'head', 0) or 'all'}; score p50 {np.median(us):.0f} us, "
           f"p90 {np.percentile(us, 90):.0f} us")
     if matrix_seconds:
         us = np.array(matrix_seconds) * 1e6
