@@ -27,6 +27,7 @@ HEAD_CHANNEL = "sasrec"   # the channel whose order a cascade's head follows (`h
 class Ranker(Protocol):
     name: str
     signals: tuple | None   # the channels whose scores it reads (None: all of them)
+    head: int               # a cascade's head (`cascade`): the candidates it scores itself; 0: all
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None: ...
 
@@ -118,12 +119,29 @@ def best_first(logits: np.ndarray, keep: int) -> np.ndarray:
     return head[np.argsort(-logits[head], kind="stable")][:keep]
 
 
+def pool_signals(ranker: Ranker, context: RequestContext, recaller: Recaller, items: np.ndarray) -> Merged:
+    """A pool's items as the ranker sees candidates: no channel retrieved them, so each
+    channel scores them itself (`Recaller.score_items`). With a cascade's head, the head's
+    channel scores them all first and the other channels only the head, the one part of the
+    pool whose other scores the ranker reads."""
+    keep = ranker.head
+    if not 0 < keep < len(items) or (ranker.signals is not None and HEAD_CHANNEL not in ranker.signals):
+        return recaller.score_items(context, items, ranker.signals)
+    pool = recaller.score_items(context, items, (HEAD_CHANNEL,))
+    head = head_rows(pool, keep)
+    if head is None:   # the head's channel scored none of them: the ranker scores them all
+        return recaller.score_items(context, items, ranker.signals)
+    others = tuple(name for name in (ranker.signals or recaller.names) if name != HEAD_CHANNEL)
+    scored = recaller.score_items(context, items[head], others).scores
+    pool.scores[head] = np.where(np.isnan(scored), pool.scores[head], scored)
+    return pool
+
+
 def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller, items: np.ndarray,
                keep: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The first `keep` items of a slot's pool in the ranker's order for this request, with the
-    scores a caller sees; None when the ranker cannot score the request. No channel retrieved
-    the pool's items: the ranker sees each channel's own score of them (`Recaller.score_items`)."""
-    logits = ranker.score(context, recaller.score_items(context, items, ranker.signals))
+    scores a caller sees; None when the ranker cannot score the request (`pool_signals`)."""
+    logits = ranker.score(context, pool_signals(ranker, context, recaller, items))
     if logits is None:
         return None
     order = best_first(logits, keep)
@@ -143,7 +161,7 @@ def order_pools(ranker: Ranker, context: RequestContext, recaller: Recaller, poo
     items = np.flatnonzero(in_union)
     row_of = np.empty(len(in_union), dtype=np.int64)
     row_of[items] = np.arange(len(items))
-    logits = ranker.score(context, recaller.score_items(context, items, ranker.signals)) if len(items) else None
+    logits = ranker.score(context, pool_signals(ranker, context, recaller, items)) if len(items) else None
     out = {}
     for slot, pool in pools.items():
         if logits is None or not len(pool):

@@ -247,7 +247,7 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
     scores highest, on their own features (as the training lists hold them); the rest follow
     below them in SASRec's order. A new user, whom SASRec does not score, is ranked whole."""
     from movierec.rank.learned import LearnedRanker
-    from movierec.rank.ranker import rank
+    from movierec.rank.ranker import pool_signals, rank
 
     bundle, spec, _ = lists
     features = RankFeatures(spec, ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder,
@@ -277,6 +277,18 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
     new_user = bundle.context(0, bundle.encoder.encode_request("F", 30, "writer", "10001"))
     pool = bundle.recaller.score_items(new_user, bundle.popular[:200], None)
     np.testing.assert_array_equal(cascaded.score(new_user, pool), whole.score(new_user, pool))
+
+    # a slot's pool: the channels other than SASRec score only the head, the same logits come out
+    for user in (1, 300):
+        context = bundle.context(user)
+        items = bundle.popular[:400][context.allowed.array[bundle.popular[:400]]]
+        every = bundle.recaller.score_items(context, items, None)
+        signals = pool_signals(cascaded, context, bundle.recaller, items)
+        np.testing.assert_array_equal(cascaded.score(context, signals), cascaded.score(context, every))
+        others = [j for j, name in enumerate(every.channels) if name != "sasrec"]
+        scored = ~np.isnan(signals.scores[:, others]).all(axis=1)
+        assert scored.sum() == 20 and (~np.isnan(every.scores[:, others]).all(axis=1)).sum() > 100
+        assert pool_signals(whole, context, bundle.recaller, items).scores.tobytes() == every.scores.tobytes()
 
     # the training lists hold the same head, each candidate's features computed over the head alone
     headed = candidate_lists(bundle, features, pool_sample=0, head=20)

@@ -15,6 +15,7 @@ from movierec.recall.merge import Merged
 class NCFRanker:
     name = "ncf"
     signals = ()  # scores from the side features and embeddings alone
+    head = 0
 
     def __init__(self, scorer: NCFScorer, source: dict | None = None):
         self.scorer = scorer

@@ -24,6 +24,7 @@ class RecallParams:
 
 class RecallRanker:
     name = "recall"
+    head = 0
 
     def __init__(self, params: RecallParams):
         self.params = params
