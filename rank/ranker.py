@@ -128,12 +128,12 @@ def pool_signals(ranker: Ranker, context: RequestContext, recaller: Recaller, it
     if not 0 < keep < len(items) or (ranker.signals is not None and HEAD_CHANNEL not in ranker.signals):
         return recaller.score_items(context, items, ranker.signals)
     pool = recaller.score_items(context, items, (HEAD_CHANNEL,))
-    head = head_rows(pool, keep)
-    if head is None:   # the head's channel scored none of them: the ranker scores them all
-        return recaller.score_items(context, items, ranker.signals)
+    rows = head_rows(pool, keep)
+    if rows is None:   # the head's channel scored none of them: the ranker scores them all
+        rows = np.arange(len(items))
     others = tuple(name for name in (ranker.signals or recaller.names) if name != HEAD_CHANNEL)
-    scored = recaller.score_items(context, items[head], others).scores
-    pool.scores[head] = np.where(np.isnan(scored), pool.scores[head], scored)
+    scored = recaller.score_items(context, items[rows], others).scores
+    pool.scores[rows] = np.where(np.isnan(scored), pool.scores[rows], scored)
     return pool
 
 

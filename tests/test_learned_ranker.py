@@ -277,6 +277,8 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
     new_user = bundle.context(0, bundle.encoder.encode_request("F", 30, "writer", "10001"))
     pool = bundle.recaller.score_items(new_user, bundle.popular[:200], None)
     np.testing.assert_array_equal(cascaded.score(new_user, pool), whole.score(new_user, pool))
+    np.testing.assert_array_equal(pool_signals(cascaded, new_user, bundle.recaller, bundle.popular[:200]).scores,
+                                  pool.scores)   # no head: every channel scores the whole pool
 
     # a slot's pool: the channels other than SASRec score only the head, the same logits come out
     for user in (1, 300):
