@@ -9,6 +9,7 @@ candidates, each served from a test bundle, scored on the test targets.
     python bench/ranker_ablation.py --data DATA --runs SASREC NCF --out OUT \\
         --more-data E2 E4 --more-runs S2 N2 S4 N4                                      # and still more
     python bench/ranker_ablation.py ... --full-only --models lgbm --head 0 100         # a cascade's head
+    python bench/ranker_ablation.py ... --second-sasrec S S2 S4                        # and a sasrec2 channel
 
 Last item: the rankers train on a `--hold-out-last 2` bundle (target: the validation item)
 and serve a `--hold-out-last 1` bundle (target: the test item). Time cut: they train on a
@@ -16,7 +17,9 @@ bundle of the ratings before --valid-cut (runs trained before it), on targets be
 and serve a bundle of the ratings before --cut. With --more-data (a dataset written with
 `movierec data --without-last 2`) and --more-runs trained on it, the rankers also train on
 the lists of each user's third and fourth last items (`train ranker --more-lists`); a dataset
-written with `--without-last 4` adds the fifth and sixth, and so on. For each ranker, the personalized slot alone
+written with `--without-last 4` adds the fifth and sixth, and so on. With --second-sasrec (a
+second SASRec run on --data, then one on each --more-data), every bundle also has a `sasrec2`
+channel, whose scores the rankers read beside the first SASRec's. For each ranker, the personalized slot alone
 and the served list (default quotas), HR@10 / NDCG@10 over every user with a target; "chosen"
 is what `build --ranker-run` picks on validation among the full-feature runs. Writes
 OUT/ablation.json and prints a markdown table.
@@ -29,7 +32,7 @@ import json
 import time
 from pathlib import Path
 
-from movierec.bundle.builder import BuildOptions, build_bundle
+from movierec.bundle.builder import DEFAULT_CHANNELS, BuildOptions, build_bundle
 from movierec.bundle.loader import load_bundle
 from movierec.client.quality import served_validation
 from movierec.models.ranker.config import DEFAULT_GROUPS, MODELS as MODEL_NAMES, RankerConfig
@@ -58,6 +61,10 @@ def main() -> None:
                         help="last item: datasets without each user's last ratings (`movierec data --without-last`)")
     parser.add_argument("--more-runs", type=Path, nargs="+", default=[],
                         help="last item: SASRec and NCF runs trained on each --more-data, in its order")
+    parser.add_argument("--second-sasrec", type=Path, nargs="+", default=[],
+                        help="last item: a second SASRec run (another seed) on --data, then on each --more-data, "
+                             "as the channel sasrec2")
+    parser.add_argument("--second-sasrec-quota", type=int, default=50)
     parser.add_argument("--cut", default="")
     parser.add_argument("--valid-cut", default="")
     parser.add_argument("--out", type=Path, required=True)
@@ -78,8 +85,17 @@ def main() -> None:
         valid_runs = args.valid_runs
     else:
         valid_split, test_split, targets_before, valid_runs = {"hold_out_last": 2}, {"hold_out_last": 1}, "", args.runs
+    if args.second_sasrec and (args.cut or len(args.second_sasrec) != 1 + len(args.more_data)):
+        parser.error("--second-sasrec takes a run on --data and one on each --more-data, on the last item split")
+
+    def channels(number: int) -> dict:
+        """The channels of a bundle of --data (0) or of the --more-data before `number`."""
+        if not args.second_sasrec:
+            return {}
+        return {"channels": (*DEFAULT_CHANNELS, f"sasrec2:{args.second_sasrec_quota},run={args.second_sasrec[number]}")}
+
     valid_root = out / "bundles" / "valid"
-    build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split))
+    build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split, **channels(0)))
     more_lists = []
     if args.more_data:
         if args.cut or len(args.more_runs) != 2 * len(args.more_data):
@@ -88,7 +104,7 @@ def main() -> None:
             for last in (1, 2):
                 more_lists.append(out / "bundles" / f"earlier-{number}-{last}")
                 build_bundle(BuildOptions(data, *args.more_runs[2 * number:2 * number + 2], more_lists[-1], keep=1,
-                                          hold_out_last=last))
+                                          hold_out_last=last, **channels(number + 1)))
     runs, results = {}, {}
     variants = {name: (model, groups, {}) for name, (model, groups) in VARIANTS.items()
                 if model in args.models and (name in MODELS or not args.full_only)}
@@ -123,7 +139,7 @@ def main() -> None:
     for number, (name, ranker) in enumerate(list(rankers.items()) + [("chosen on validation", None)]):
         root = out / "bundles" / f"test-{number}"
         options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))
-        report = build_bundle(BuildOptions(args.data, *args.runs, root, keep=1, **test_split, **options))
+        report = build_bundle(BuildOptions(args.data, *args.runs, root, keep=1, **test_split, **options, **channels(0)))
         results.setdefault(name, {})["test"] = score(root)
         results[name]["ranker"] = report.manifest["rank"]["name"]
         if not ranker:

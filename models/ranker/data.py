@@ -39,6 +39,8 @@ def check_no_leakage(bundle: Bundle) -> None:
     """Refuse a bundle whose recall models have seen the labels it would give."""
     last, after = split_of(bundle.manifest)
     runs = {model: bundle.manifest["options"].get(f"{model}_run") for model in ("sasrec", "ncf")}
+    runs.update({f"{channel['name']} channel's": channel["source"]["run"]   # a channel trained on a run of its own
+                 for channel in bundle.manifest["recall"]["channels"] if channel.get("source", {}).get("run")})
     if after:
         for model, run in runs.items():
             cut = trained_before(Path(run)) if run else ""
