@@ -44,12 +44,18 @@ def trained_users(inputs: BuildInputs, run: Path) -> tuple[SASRecUsers, np.ndarr
         dataset, sequences = inputs.dataset, inputs.histories.sequences
         model = load_sasrec(run, dataset.num_items)
         source = {"run": str(run), "weights_sha256": sha256_file(RunDir(run).best_model)}
-        if "content" in inputs.runs:
+        if "content" in inputs.runs and maps_content(inputs, run):
             source["mapped_from_content"] = map_untrained_items(model, inputs, run)
         states = user_states(model, [sequences.of(u) for u in range(dataset.num_users + 1)], inputs.cluster)
         states[0] = 0.0
         return SASRecUsers(states, SASRecInference.from_model(model)), model.item_vectors(), source
     return inputs.shared(f"sasrec:{run}", compute)
+
+
+def maps_content(inputs: BuildInputs, run: Path) -> bool:
+    """Whether the content run's map leads into this run's item space: it is fitted on the
+    build's own SASRec run, and any other run's embeddings lie elsewhere."""
+    return Path(run) == Path(inputs.run("sasrec"))
 
 
 def map_untrained_items(model, inputs: BuildInputs, run: Path) -> int:
@@ -124,12 +130,13 @@ class SASRecChannel:
 
     def grow(self, added: AddedItems) -> None:
         """Added movies get their SASRec vectors from the content map (then they are recalled
-        and read in histories like any other), else zero vectors (never recalled)."""
+        and read in histories like any other), else zero vectors (never recalled). The map
+        leads into the space of the run the build mapped content for (`maps_content`) only."""
+        mapped = added.mapped if "mapped_from_content" in self.source else None
         weights = self.users.inference.w
-        rows = added.mapped if added.mapped is not None else len(added)
-        weights["item_emb.weight"] = grown(weights["item_emb.weight"], rows)
-        if added.mapped is not None:
-            self.index = self.index.with_added(added.mapped, added.ids)
+        weights["item_emb.weight"] = grown(weights["item_emb.weight"], mapped if mapped is not None else len(added))
+        if mapped is not None:
+            self.index = self.index.with_added(mapped, added.ids)
 
     def export(self, files: ComponentFiles) -> dict:
         save_users(files, self.users)
