@@ -89,7 +89,7 @@ def main() -> None:
         parser.error("--second-sasrec takes a run on --data and one on each --more-data, on the last item split")
 
     def channels(number: int) -> dict:
-        """The channels of a bundle of --data (0) or of the --more-data before `number`."""
+        """The channels of a bundle of --data (`number` 0) or of the `number`-th --more-data (from 1)."""
         if not args.second_sasrec:
             return {}
         return {"channels": (*DEFAULT_CHANNELS, f"sasrec2:{args.second_sasrec_quota},run={args.second_sasrec[number]}")}
