@@ -10,6 +10,7 @@ candidates, each served from a test bundle, scored on the test targets.
         --more-data E2 E4 --more-runs S2 N2 S4 N4                                      # and still more
     python bench/ranker_ablation.py ... --full-only --models lgbm --head 0 100         # a cascade's head
     python bench/ranker_ablation.py ... --second-sasrec S S2 S4                        # and a sasrec2 channel
+    python bench/ranker_ablation.py ... --head 50 --scores-head 0 1                    # the head scored by every channel
 
 Last item: the rankers train on a `--hold-out-last 2` bundle (target: the validation item)
 and serve a `--hold-out-last 1` bundle (target: the test item). Time cut: they train on a
@@ -77,6 +78,9 @@ def main() -> None:
     parser.add_argument("--head", type=int, nargs="+", default=[RankerConfig.head],
                         help="one run per value of `train ranker --head` for each model, each with all its features "
                              "(default: 0, every candidate)")
+    parser.add_argument("--scores-head", type=int, nargs="+", choices=(0, 1), default=[int(RankerConfig.scores_head)],
+                        help="one run per value of `train ranker --scores-head` (1) or not (0) for each model and "
+                             "head (default: 0)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -108,12 +112,18 @@ def main() -> None:
     runs, results = {}, {}
     variants = {name: (model, groups, {}) for name, (model, groups) in VARIANTS.items()
                 if model in args.models and (name in MODELS or not args.full_only)}
-    # one full-feature run per value of a knob; the default value keeps the plain name
+
+    def all_features(model: str) -> str:
+        return ",".join(DEFAULT_GROUPS[MODEL_NAMES[model]])
+
+    # one full-feature run per value of a knob, and of each knob before it; the default value
+    # keeps the name it had
     for knob, values, label in (("attention_units", args.attention_units, "{} attention units"),
-                                ("head", args.head, "head {}")):
+                                ("head", args.head, "head {}"),
+                                ("scores_head", [bool(v) for v in args.scores_head], "every channel scoring it: {}")):
         default = getattr(RankerConfig, knob)
         for name, (model, groups, knobs) in list(variants.items()):
-            if name not in MODELS or (knob == "attention_units" and model != "din"):
+            if groups != all_features(model) or (knob == "attention_units" and model != "din"):
                 continue
             variants.update({f"{name}, {label.format(value)}": (model, groups, {**knobs, knob: value})
                              for value in values if value != default})
@@ -135,7 +145,7 @@ def main() -> None:
     rankers = {"SASRec alone (recall order)": "recall,channel=sasrec", "today's NCF order (ncf)": "ncf",
                **{name: f"{MODEL_NAMES[variants[name][0]]},run={run}" for name, run in runs.items()}}
     full = [run for name, run in runs.items()   # the runs with all their model's features
-            if variants[name][1] == ",".join(DEFAULT_GROUPS[MODEL_NAMES[variants[name][0]]])]
+            if variants[name][1] == all_features(variants[name][0])]
     for number, (name, ranker) in enumerate(list(rankers.items()) + [("chosen on validation", None)]):
         root = out / "bundles" / f"test-{number}"
         options = dict(ranker=ranker) if ranker else dict(ranker_runs=tuple(full))

@@ -58,9 +58,11 @@ def read_ranker_run(run_dir: str | Path) -> tuple[dict, dict]:
     return config, validation
 
 
-def run_head(config: dict) -> int:
-    """The head a ranker run was trained on (`train ranker --head`; 0: every candidate)."""
-    return int(config.get("config", {}).get("head", 0))
+def run_head(config: dict) -> tuple[int, bool]:
+    """The head a ranker run was trained on (`train ranker --head`; 0: every candidate), and
+    whether every channel scored each candidate of it (`--scores-head`)."""
+    knobs = config.get("config", {})
+    return int(knobs.get("head", 0)), bool(knobs.get("scores_head", False))
 
 
 def project_posters(poster_file: Path | None, item_raw_ids: np.ndarray, basis: np.ndarray | None):
@@ -85,8 +87,9 @@ class LearnedRanker:
     name: str
     signals = None  # reads every channel's score
 
-    def __init__(self, features: RankFeatures, model, source: dict, head: int = 0):
+    def __init__(self, features: RankFeatures, model, source: dict, head: int = 0, scores_head: bool = False):
         self.features, self.model, self.source, self.head = features, model, source, head
+        self.scores_head = scores_head
         self.prepare()
 
     def prepare(self) -> None:
@@ -156,21 +159,23 @@ class LearnedRanker:
             ncf, _ = inputs.shared("ncf", lambda: exported_scorer(inputs.dataset, inputs.run("ncf")))
         features = RankFeatures(spec, item_table(inputs, basis), ncf)
         source = {"run": str(run_dir), "trained_on": config.get("trained_on", {}), "validation": validation}
-        return cls(features, cls.model_from_run(Path(run_dir), spec), source, run_head(config))
+        return cls(features, cls.model_from_run(Path(run_dir), spec), source, *run_head(config))
 
     def export(self, files: ComponentFiles) -> dict:
         files.save_npz("items.npz", self.features.table.arrays())
         if self.features.ncf is not None:
             self.features.ncf.save(files.path("ncf.npz"))
         self.export_model(files)
-        return {"features": self.features.spec.to_dict(), "source": self.source, "head": self.head}
+        return {"features": self.features.spec.to_dict(), "source": self.source, "head": self.head,
+                "scores_head": self.scores_head}
 
     @classmethod
     def load(cls, files: ComponentFiles, fragment: dict) -> "LearnedRanker":
         spec = FeatureSpec.from_dict(fragment["features"])
         ncf = NCFScorer.load(files.path("ncf.npz")) if "ncf" in spec.groups else None
         features = RankFeatures(spec, ItemTable.from_arrays(files.load_npz("items.npz")), ncf)
-        return cls(features, cls.load_model(files, spec), fragment.get("source", {}), int(fragment.get("head", 0)))
+        return cls(features, cls.load_model(files, spec), fragment.get("source", {}), int(fragment.get("head", 0)),
+                   bool(fragment.get("scores_head", False)))
 
 
 def paired_difference(gains: np.ndarray, baseline: np.ndarray) -> dict:

@@ -108,7 +108,7 @@ def rank_user(recaller: Recaller, ranker: Ranker, context: RequestContext, pools
     request of the most items can take)."""
     merged, _ = recaller.recall(context)
     allowed = {slot: pool[context.allowed.array[pool]] for slot, pool in pools.items()}
-    return UserRanking(rank(ranker, context, merged), order_pools(ranker, context, recaller, allowed, keep),
+    return UserRanking(rank(ranker, context, recaller, merged), order_pools(ranker, context, recaller, allowed, keep),
                        pool_size(pools), keep)
 
 

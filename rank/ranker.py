@@ -28,6 +28,7 @@ class Ranker(Protocol):
     name: str
     signals: tuple | None   # the channels whose scores it reads (None: all of them)
     head: int               # a cascade's head (`cascade`): the candidates it scores itself; 0: all
+    scores_head: bool       # every channel it reads scores each candidate of the head (`score_head`)
 
     def score(self, context: RequestContext, merged: Merged) -> np.ndarray | None: ...
 
@@ -101,8 +102,34 @@ def cascade(score_head, merged: Merged, keep: int, channel: str = HEAD_CHANNEL) 
     return logits
 
 
-def rank(ranker: Ranker, context: RequestContext, merged: Merged) -> Ranked:
-    logits = ranker.score(context, merged)
+def fill_scores(context: RequestContext, recaller: Recaller, merged: Merged, rows: np.ndarray | None = None,
+                only: tuple | None = None) -> Merged:
+    """`merged` with each channel's score (or only the channels in `only`) of the candidates at
+    `rows` (all of them by default) that it did not propose, from the channel itself
+    (`Recaller.score_items`); ranks stay -1 where it did not propose the candidate."""
+    rows = np.arange(len(merged.items)) if rows is None else rows
+    block = merged.scores[rows]
+    missing = np.isnan(block).any(axis=0)
+    names = tuple(name for name, absent in zip(merged.channels, missing) if absent and (only is None or name in only))
+    if not names or not len(rows):
+        return merged
+    scored = recaller.score_items(context, merged.items[rows], names).scores
+    scores = merged.scores.copy()
+    scores[rows] = np.where(np.isnan(block), scored, block)
+    return Merged(merged.channels, merged.items, merged.primary, scores, merged.ranks)
+
+
+def score_head(ranker: Ranker, context: RequestContext, recaller: Recaller, merged: Merged) -> Merged:
+    """The candidates as a ranker with `scores_head` reads them: every channel it reads has
+    scored each candidate of its cascade's head (`head_rows`; every candidate without one),
+    not only those the channel proposed, trained and served alike."""
+    if not ranker.scores_head or not len(merged.items):
+        return merged
+    return fill_scores(context, recaller, merged, head_rows(merged, ranker.head), ranker.signals)
+
+
+def rank(ranker: Ranker, context: RequestContext, recaller: Recaller, merged: Merged) -> Ranked:
+    logits = ranker.score(context, score_head(ranker, context, recaller, merged))
     if logits is None:  # nothing to score with: the recall order
         logits = -np.arange(len(merged.items), dtype=np.float32)
     order = np.argsort(-logits, kind="stable")

@@ -198,7 +198,7 @@ class Pipeline:
             merged, _ = bundle.recaller.recall(context)
             recall_done = time.perf_counter()
             if len(merged.items):
-                ranked = rank(bundle.ranker, context, merged)
+                ranked = rank(bundle.ranker, context, bundle.recaller, merged)
             rank_done = time.perf_counter()
         lists, orders = self._slot_lists(context, ranked, stored, inp.n)
         allowed = context.allowed.array

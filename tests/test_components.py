@@ -88,7 +88,7 @@ def test_ten_channels_keep_their_flags_in_the_precomputed_rankings(ml100k_datase
         # every candidate's flags, the tenth channel's included, come back from the file as computed
         context = bundle.context(user)
         merged, _ = bundle.recaller.recall(context)
-        ranked = rank(bundle.ranker, context, merged)
+        ranked = rank(bundle.ranker, context, bundle.recaller, merged)
         offline = bundle.precomputed.of(user)
         assert offline.items.tolist() == ranked.items.tolist()
         np.testing.assert_array_equal(offline.proposed, ranked.proposed)

@@ -267,13 +267,13 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
         merged, _ = bundle.recaller.recall(context)
         assert len(merged.items) > 100
         recall_order = merged.items[np.argsort(-np.nan_to_num(merged.scores[:, sasrec], nan=-np.inf), kind="stable")]
-        served = rank(cascaded, context, merged).items
+        served = rank(cascaded, context, bundle.recaller, merged).items
         assert served[:20].tolist() == recall_order[:20][::-1].tolist()
         assert served[20:].tolist() == recall_order[20:].tolist()
-        assert np.all(np.diff(rank(cascaded, context, merged).scores) <= 0)
-        assert rank(whole, context, merged).items[:20].tolist() != served[:20].tolist()
-        assert rank(Reversed(features, None, {}, head=len(merged.items)), context, merged).items.tolist() == \
-            rank(whole, context, merged).items.tolist()
+        assert np.all(np.diff(rank(cascaded, context, bundle.recaller, merged).scores) <= 0)
+        assert rank(whole, context, bundle.recaller, merged).items[:20].tolist() != served[:20].tolist()
+        assert rank(Reversed(features, None, {}, head=len(merged.items)), context, bundle.recaller, merged).items.tolist() == \
+            rank(whole, context, bundle.recaller, merged).items.tolist()
     new_user = bundle.context(0, bundle.encoder.encode_request("F", 30, "writer", "10001"))
     pool = bundle.recaller.score_items(new_user, bundle.popular[:200], None)
     np.testing.assert_array_equal(cascaded.score(new_user, pool), whole.score(new_user, pool))
@@ -304,6 +304,58 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
         assert headed.items[rows].tolist() == head.items.tolist()
         np.testing.assert_array_equal(headed.features[rows], features.matrix(context, head))
 
+
+
+def test_a_ranker_that_scores_the_head_reads_every_channel_on_each_head_candidate(lists):
+    """With `--scores-head`, each channel the ranker reads scores every candidate of the head,
+    the ones it did not propose included (their ranks stay -1); the candidates below the head,
+    and a ranker without it, see what recall handed over. The training lists hold the same."""
+    from movierec.rank.learned import LearnedRanker
+    from movierec.rank.ranker import head_rows, rank, score_head
+
+    bundle, spec, _ = lists
+    features = RankFeatures(spec, ItemTable.build(bundle.items, bundle_item_histories(bundle), bundle.encoder,
+                                                  None, None))
+    ncf = bundle.recaller.names.index("ncf")
+    column = spec.names().index("ncf_score")
+
+    class ByNCF(LearnedRanker):   # orders by a channel that proposes few of SASRec's head
+        name = "by-ncf"
+
+        def logits(self, matrix, context, merged):
+            return matrix[:, column]
+
+    plain, scoring = ByNCF(features, None, {}, head=20), ByNCF(features, None, {}, head=20, scores_head=True)
+    filled_some = False
+    for user in (1, 300, 943):
+        context = bundle.context(user)
+        merged, _ = bundle.recaller.recall(context)
+        assert score_head(plain, context, bundle.recaller, merged) is merged
+        head = head_rows(merged, 20)
+        scored = score_head(scoring, context, bundle.recaller, merged)
+        assert not np.isnan(scored.scores[head][:, [0, ncf]]).any()   # (a poster channel scores no movie without one)
+        below = np.setdiff1d(np.arange(len(merged.items)), head)
+        assert scored.scores[below].tobytes() == merged.scores[below].tobytes()
+        np.testing.assert_array_equal(scored.ranks, merged.ranks)
+        for j, channel in enumerate(bundle.recaller.channels):
+            proposed = ~np.isnan(merged.scores[head, j])
+            np.testing.assert_array_equal(scored.scores[head, j][proposed], merged.scores[head, j][proposed])
+            np.testing.assert_allclose(scored.scores[head, j][~proposed],
+                                       channel.score(context, merged.items[head][~proposed]), rtol=1e-5, atol=1e-7, equal_nan=True)
+        filled_some |= bool(np.isnan(merged.scores[head, ncf]).any())
+        by_ncf = merged.items[head][np.argsort(-scored.scores[head, ncf], kind="stable")]
+        assert rank(scoring, context, bundle.recaller, merged).items[:20].tolist() == by_ncf.tolist()
+    assert filled_some   # NCF proposed only some of SASRec's head: the others were scored for the ranker
+
+    headed = candidate_lists(bundle, features, pool_sample=0, head=20, scores_head=True)
+    for i, user in enumerate(headed.users[:30]):
+        context = bundle.context(int(user))
+        merged, _ = bundle.recaller.recall(context)
+        rows = np.arange(headed.indptr[i], headed.indptr[i + 1])
+        rows = rows[headed.merged[rows]]
+        head = score_head(scoring, context, bundle.recaller, merged).subset(head_rows(merged, 20))
+        assert headed.items[rows].tolist() == head.items.tolist()
+        np.testing.assert_allclose(headed.features[rows], features.matrix(context, head), rtol=1e-6, atol=1e-6)
 
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,
                                                                         trained_runs, tmp_path, monkeypatch):

@@ -38,6 +38,9 @@ class RankerConfig:
     head: int = option(0, "Rank only each list's first K candidates in the recall order (SASRec's), trained and "
                        "served alike, the others following them in that order: a cascade that cuts the request "
                        "path's cost; 0 ranks every candidate.")
+    scores_head: bool = option(False, "Every recall channel scores each candidate of the head (with --head 0, every "
+                               "candidate), not only those it proposed, trained and served alike: the ranker reads "
+                               "each channel's score of every candidate it ranks.")
     pool_sample: int = option(100, "Items of the popular and new slots' pools added to each list as negatives.")
     poster_dims: int = option(8, "Dimensions the poster vectors are projected to (PCA).")
     epochs: int = option(15, "ncf, din: most epochs over the lists (the best on validation is kept).")

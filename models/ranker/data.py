@@ -3,7 +3,8 @@ with labels its recall models never saw.
 
 For every user with a held-out target (`bundle.heldout`), the bundle's own recall runs as a
 request would (`Recaller.recall`); the merged candidates, about 300, make one list (with a head,
-`train ranker --head K`, the first K in the recall order only, as the cascade serves), plus a
+`train ranker --head K`, the first K in the recall order only, as the cascade serves; with
+`--scores-head`, each scored by every channel, as `rank.ranker.score_head` serves them), plus a
 sample of the popular and new slots' pools the ranker also orders, scored by each channel as a
 request scores them (`Recaller.score_items`). The target is the one positive; every other
 candidate is a hard negative.
@@ -31,7 +32,7 @@ from movierec.dataset.store import load_dataset
 from movierec.errors import ConfigError
 from movierec.models.runs import trained_before, trained_without_last
 from movierec.rank.features import RankFeatures
-from movierec.rank.ranker import head_rows
+from movierec.rank.ranker import fill_scores, head_rows
 
 from .config import SEQUENCE_ITEMS
 
@@ -111,7 +112,7 @@ def user_folds(users: np.ndarray, seed: int, folds: int) -> np.ndarray:
 
 
 def candidate_lists(bundle: Bundle, features: RankFeatures, targets_before: str = "", pool_sample: int = 100,
-                    seed: int = 0, progress=None, head: int = 0) -> RankLists:
+                    seed: int = 0, progress=None, head: int = 0, scores_head: bool = False) -> RankLists:
     """The lists of every user with a target (see the module's docstring)."""
     dataset = load_dataset(Path(bundle.manifest["dataset"]["path"]))
     held = held_out(bundle, Histories.from_ratings(dataset.ratings, dataset.num_users), targets_before)
@@ -135,6 +136,8 @@ def candidate_lists(bundle: Bundle, features: RankFeatures, targets_before: str 
         in_head = head_rows(merged, head)
         if in_head is not None:   # a cascade ranks only these (`rank.ranker.cascade`)
             merged = merged.subset(in_head)
+        if scores_head:   # as `rank.ranker.score_head` serves them
+            merged = fill_scores(context, bundle.recaller, merged)
         keep = rng.choice(len(rest), min(pool_sample, len(rest)), replace=False) if len(rest) else []
         sampled = np.union1d(rest[keep], rest[rest == target]).astype(np.int64)
         extra = bundle.recaller.score_items(context, sampled) if len(sampled) else None

@@ -132,7 +132,8 @@ def more_lists(bundle, dataset, config: RankerConfig, basis: np.ndarray | None, 
             raise ConfigError(f"bundle {more.version} was built from another catalogue than bundle {bundle.version}")
         check_earlier(more, bundle, config.targets_before)
         parts.append(candidate_lists(more, bundle_features(more, more_dataset, config, basis), config.targets_before,
-                                     config.pool_sample, config.seed, progress, config.head))
+                                     config.pool_sample, config.seed, progress, config.head,
+                                     config.scores_head))
     return RankLists.joined(parts) if parts else None
 
 
@@ -163,7 +164,7 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
     features = bundle_features(bundle, dataset, config, basis)
     spec = features.spec
     lists = candidate_lists(bundle, features, config.targets_before, config.pool_sample, config.seed, progress,
-                            config.head)
+                            config.head, config.scores_head)
     more = more_lists(bundle, dataset, config, basis, progress)
     folds = user_folds(lists.users, config.seed, config.folds)
     with_positive = np.zeros(len(lists), dtype=bool)
@@ -200,8 +201,8 @@ def train_ranker(config: RankerConfig, served: Callable, say: Callable[[str], No
         model, score = fit(train, lists.subset(np.flatnonzero(stopping & with_positive)), model_dir)
         logits[lists.rows(np.flatnonzero(held))] = score(valid)
         if is_main():
-            served_lists.append(served(bundle, ranker_type(features, model, {}, config.head), valid.users, config.targets_before,
-                                       gains=True))
+            ranker = ranker_type(features, model, {}, config.head, config.scores_head)
+            served_lists.append(served(bundle, ranker, valid.users, config.targets_before, gains=True))
             bundle_lists.append(served(bundle, bundle.ranker, valid.users, config.targets_before, gains=True))
     validating = lists.subset(np.flatnonzero(folds < validated))
     validation = {**list_metrics(validating, logits[lists.rows(np.flatnonzero(folds < validated))]),

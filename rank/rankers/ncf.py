@@ -16,6 +16,7 @@ class NCFRanker:
     name = "ncf"
     signals = ()  # scores from the side features and embeddings alone
     head = 0
+    scores_head = False
 
     def __init__(self, scorer: NCFScorer, source: dict | None = None):
         self.scorer = scorer

@@ -25,6 +25,7 @@ class RecallParams:
 class RecallRanker:
     name = "recall"
     head = 0
+    scores_head = False
 
     def __init__(self, params: RecallParams):
         self.params = params
