@@ -376,7 +376,8 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
     runner = CliRunner()
     run = tmp_path / "ranker-lgbm"
     result = runner.invoke(app, ["train", "ranker", "--model", "lgbm", "--bundles", str(validation_root),
-                                 "--run-dir", str(run), "--trees", "40", "--pool-sample", "30", "--head", "100"])
+                                 "--run-dir", str(run), "--trees", "40", "--pool-sample", "30", "--head", "100",
+                                 "--scores-head"])
     assert result.exit_code == 0, result.output
     validation = json.loads((run / "validation.json").read_text())
     assert validation["users"] > 100 and 0 <= validation["NDCG@10"] <= 1
@@ -425,7 +426,8 @@ def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validat
         build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, root, hold_out_last=1, ranker_runs=(run,)))
         bundle = load_bundle(root)
         assert bundle.manifest["rank"]["name"] == ("lgbm" if wins else "recall")
-        assert not wins or bundle.ranker.head == 100   # the run's cascade, served as it was validated
+        # the run's cascade, every channel scoring its head, served as it was validated
+        assert not wins or (bundle.ranker.head == 100 and bundle.ranker.scores_head)
         assert bundle.manifest["rank"]["choice"]["chosen"].startswith(str(run) if wins else "recall")
     bundle = load_bundle(tmp_path / "test-True")
     # the compiled trees the bundle scores with give LightGBM's own predictions, categorical
