@@ -1,7 +1,7 @@
 """Request-path cost of a bundle's ranker: `ranker.score` over each user's merged candidates
 (about 300), one thread, as a server worker runs it, with the channels' scores of the head
-where the ranker reads them for every head candidate (`score_head`); for a ranker that reads the whole feature
-matrix (`lgbm`), also the matrix alone (`rank/features.py`), the rest being the model.
+where the ranker reads them for every head candidate (`score_head`); for a ranker that reads
+the whole feature matrix (`lgbm`), also the matrix alone (`rank/features.py`), the rest being the model.
 
     python bench/ranker_cost.py --bundles BUNDLES [--users 500]
 """
@@ -32,14 +32,14 @@ def main() -> None:
         for user in users:
             context = bundle.context(int(user))
             merged, _ = bundle.recaller.recall(context)
-            bundle.ranker.score(context, score_head(bundle.ranker, context, bundle.recaller, merged))  # warm
+            scored = score_head(bundle.ranker, context, bundle.recaller, merged)
+            bundle.ranker.score(context, scored)  # warm
             started = time.perf_counter()
             bundle.ranker.score(context, score_head(bundle.ranker, context, bundle.recaller, merged))
             seconds.append(time.perf_counter() - started)
             sizes.append(len(merged.items))
             if features is not None:
                 head = head_rows(merged, getattr(bundle.ranker, "head", 0))
-                scored = score_head(bundle.ranker, context, bundle.recaller, merged)
                 scored = scored if head is None else scored.subset(head)
                 started = time.perf_counter()
                 features.matrix(context, scored)

@@ -155,13 +155,9 @@ def pool_signals(ranker: Ranker, context: RequestContext, recaller: Recaller, it
     if not 0 < keep < len(items) or (ranker.signals is not None and HEAD_CHANNEL not in ranker.signals):
         return recaller.score_items(context, items, ranker.signals)
     pool = recaller.score_items(context, items, (HEAD_CHANNEL,))
-    rows = head_rows(pool, keep)
-    if rows is None:   # the head's channel scored none of them: the ranker scores them all
-        rows = np.arange(len(items))
+    # no head where the head's channel scored none of them (`head_rows`): every row is filled
     others = tuple(name for name in (ranker.signals or recaller.names) if name != HEAD_CHANNEL)
-    scored = recaller.score_items(context, items[rows], others).scores
-    pool.scores[rows] = np.where(np.isnan(scored), pool.scores[rows], scored)
-    return pool
+    return fill_scores(context, recaller, pool, head_rows(pool, keep), others)
 
 
 def order_pool(ranker: Ranker, context: RequestContext, recaller: Recaller, items: np.ndarray,

@@ -272,7 +272,8 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
         assert served[20:].tolist() == recall_order[20:].tolist()
         assert np.all(np.diff(rank(cascaded, context, bundle.recaller, merged).scores) <= 0)
         assert rank(whole, context, bundle.recaller, merged).items[:20].tolist() != served[:20].tolist()
-        assert rank(Reversed(features, None, {}, head=len(merged.items)), context, bundle.recaller, merged).items.tolist() == \
+        every_candidate = Reversed(features, None, {}, head=len(merged.items))
+        assert rank(every_candidate, context, bundle.recaller, merged).items.tolist() == \
             rank(whole, context, bundle.recaller, merged).items.tolist()
     new_user = bundle.context(0, bundle.encoder.encode_request("F", 30, "writer", "10001"))
     pool = bundle.recaller.score_items(new_user, bundle.popular[:200], None)
@@ -303,7 +304,6 @@ def test_a_cascade_ranks_the_head_of_the_recall_order_as_it_trained_and_keeps_th
         head = merged.subset(np.sort(recall_order[:20]))
         assert headed.items[rows].tolist() == head.items.tolist()
         np.testing.assert_array_equal(headed.features[rows], features.matrix(context, head))
-
 
 
 def test_a_ranker_that_scores_the_head_reads_every_channel_on_each_head_candidate(lists):
@@ -341,7 +341,8 @@ def test_a_ranker_that_scores_the_head_reads_every_channel_on_each_head_candidat
             proposed = ~np.isnan(merged.scores[head, j])
             np.testing.assert_array_equal(scored.scores[head, j][proposed], merged.scores[head, j][proposed])
             np.testing.assert_allclose(scored.scores[head, j][~proposed],
-                                       channel.score(context, merged.items[head][~proposed]), rtol=1e-5, atol=1e-7, equal_nan=True)
+                                       channel.score(context, merged.items[head][~proposed]),
+                                       rtol=1e-5, atol=1e-7, equal_nan=True)
         filled_some |= bool(np.isnan(merged.scores[head, ncf]).any())
         by_ncf = merged.items[head][np.argsort(-scored.scores[head, ncf], kind="stable")]
         assert rank(scoring, context, bundle.recaller, merged).items[:20].tolist() == by_ncf.tolist()
@@ -356,6 +357,7 @@ def test_a_ranker_that_scores_the_head_reads_every_channel_on_each_head_candidat
         head = score_head(scoring, context, bundle.recaller, merged).subset(head_rows(merged, 20))
         assert headed.items[rows].tolist() == head.items.tolist()
         np.testing.assert_allclose(headed.features[rows], features.matrix(context, head), rtol=1e-6, atol=1e-6)
+
 
 def test_train_ranker_then_build_serves_the_winner_online_as_precomputed(validation_root, ml100k_dataset,
                                                                         trained_runs, tmp_path, monkeypatch):
