@@ -10,6 +10,7 @@ candidates, each served from a test bundle, scored on the test targets.
         --more-data E2 E4 --more-runs S2 N2 S4 N4                                      # and still more
     python bench/ranker_ablation.py ... --full-only --models lgbm --head 0 100         # a cascade's head
     python bench/ranker_ablation.py ... --second-sasrec S S2 S4                        # and a sasrec2 channel
+    python bench/ranker_ablation.py ... --second-sasrec S S2 S4 --third-sasrec M M2 M4 # and a sasrec3 channel
     python bench/ranker_ablation.py ... --head 50 --scores-head 0 1                    # the head scored by every channel
 
 Last item: the rankers train on a `--hold-out-last 2` bundle (target: the validation item)
@@ -20,7 +21,8 @@ and serve a bundle of the ratings before --cut. With --more-data (a dataset writ
 the lists of each user's third and fourth last items (`train ranker --more-lists`); a dataset
 written with `--without-last 4` adds the fifth and sixth, and so on. With --second-sasrec (a
 second SASRec run on --data, then one on each --more-data), every bundle also has a `sasrec2`
-channel, whose scores the rankers read beside the first SASRec's. For each ranker, the personalized slot alone
+channel, whose scores the rankers read beside the first SASRec's; --third-sasrec adds a `sasrec3`
+channel the same way. For each ranker, the personalized slot alone
 and the served list (default quotas), HR@10 / NDCG@10 over every user with a target; "chosen"
 is what `build --ranker-run` picks on validation among the full-feature runs. Writes
 OUT/ablation.json and prints a markdown table.
@@ -66,6 +68,10 @@ def main() -> None:
                         help="last item: a second SASRec run (another seed) on --data, then on each --more-data, "
                              "as the channel sasrec2")
     parser.add_argument("--second-sasrec-quota", type=int, default=50)
+    parser.add_argument("--third-sasrec", type=Path, nargs="+", default=[],
+                        help="last item: with --second-sasrec, a third SASRec run (another configuration) on --data, "
+                             "then on each --more-data, as the channel sasrec3")
+    parser.add_argument("--third-sasrec-quota", type=int, default=50)
     parser.add_argument("--cut", default="")
     parser.add_argument("--valid-cut", default="")
     parser.add_argument("--out", type=Path, required=True)
@@ -89,14 +95,20 @@ def main() -> None:
         valid_runs = args.valid_runs
     else:
         valid_split, test_split, targets_before, valid_runs = {"hold_out_last": 2}, {"hold_out_last": 1}, "", args.runs
-    if args.second_sasrec and (args.cut or len(args.second_sasrec) != 1 + len(args.more_data)):
-        parser.error("--second-sasrec takes a run on --data and one on each --more-data, on the last item split")
+    more_sasrec = {"sasrec2": (args.second_sasrec, args.second_sasrec_quota),
+                   "sasrec3": (args.third_sasrec, args.third_sasrec_quota)}
+    for flag, (extra, _) in zip(("--second-sasrec", "--third-sasrec"), more_sasrec.values()):
+        if extra and (args.cut or len(extra) != 1 + len(args.more_data)):
+            parser.error(f"{flag} takes a run on --data and one on each --more-data, on the last item split")
+    if args.third_sasrec and not args.second_sasrec:
+        parser.error("--third-sasrec goes with --second-sasrec")
 
     def channels(number: int) -> dict:
         """The channels of a bundle of --data (`number` 0) or of the `number`-th --more-data (from 1)."""
         if not args.second_sasrec:
             return {}
-        return {"channels": (*DEFAULT_CHANNELS, f"sasrec2:{args.second_sasrec_quota},run={args.second_sasrec[number]}")}
+        return {"channels": (*DEFAULT_CHANNELS, *(f"{name}:{quota},run={extra[number]}"
+                                                  for name, (extra, quota) in more_sasrec.items() if extra))}
 
     valid_root = out / "bundles" / "valid"
     build_bundle(BuildOptions(args.data, *valid_runs, valid_root, keep=1, **valid_split, **channels(0)))

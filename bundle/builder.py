@@ -70,7 +70,7 @@ class BuildOptions:
                                       "and SASRec vectors mapped from content for the movies the SASRec run never "
                                       "trained on.")
     channels: tuple = option(DEFAULT_CHANNELS, "A recall channel as NAME:QUOTA[,param=value,...], repeatable, in "
-                             "merge order (channels: sasrec, sasrec2 with run=DIR, ncf, poster, item2item, content, two_tower).", flag="--channel", repeat=True)
+                             "merge order (channels: sasrec, sasrec2 and sasrec3 with run=DIR, ncf, poster, item2item, content, two_tower).", flag="--channel", repeat=True)
     ranker: str = option("recall,channel=sasrec", "The ranker that orders the merged candidates (and the popular and new slots' "
                          "pools), as NAME[,param=value,...]: recall,channel=NAME (a channel's own order), ncf (the "
                          "NCF run alone), or a trained ranker run, lgbm|ncf-list|din,run=DIR.")

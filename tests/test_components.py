@@ -95,7 +95,7 @@ def test_ten_channels_keep_their_flags_in_the_precomputed_rankings(ml100k_datase
         assert offline.proposed[:, 9].any() and offline.channels[9] == "newest8"
 
 
-def test_a_second_sasrec_run_is_a_channel_of_its_own(ml100k_dataset, trained_runs, tmp_path):
+def test_a_second_and_a_third_sasrec_run_are_channels_of_their_own(ml100k_dataset, trained_runs, tmp_path):
     from movierec.dataset.evaluation import build_task
     from movierec.dataset.sequences import chronological, leave_last_out
     from movierec.errors import ConfigError
@@ -104,37 +104,46 @@ def test_a_second_sasrec_run_is_a_channel_of_its_own(ml100k_dataset, trained_run
     from movierec.models.sasrec.training import train_sasrec
 
     split = leave_last_out(chronological(ml100k_dataset.ratings, ml100k_dataset.num_users))
-    second = tmp_path / "sasrec-seed-3"
-    train_sasrec(split.train, ml100k_dataset.num_items, SASRecConfig(maxlen=50, hidden=16, epochs=1, loss="ce", seed=3),
-                 second, build_task(split, "valid", split.train, ml100k_dataset.num_items))
-    with pytest.raises(ConfigError, match="needs run=DIR"):
-        build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, tmp_path / "b", channels=("sasrec:50", "sasrec2:20")))
+    second, third = tmp_path / "sasrec-seed-3", tmp_path / "sasrec-maxlen-20"
+    for run, config in ((second, SASRecConfig(maxlen=50, hidden=16, epochs=1, loss="ce", seed=3)),
+                        (third, SASRecConfig(maxlen=20, hidden=16, epochs=1, loss="ce", seed=5))):
+        train_sasrec(split.train, ml100k_dataset.num_items, config, run,
+                     build_task(split, "valid", split.train, ml100k_dataset.num_items))
+    for name in ("sasrec2", "sasrec3"):
+        with pytest.raises(ConfigError, match="needs run=DIR"):
+            build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, tmp_path / "b",
+                                      channels=("sasrec:50", f"{name}:20")))
     root = tmp_path / "bundles"
     report = build_bundle(BuildOptions(ml100k_dataset.path, *trained_runs, root, hold_out_last=2,
-                                       channels=("sasrec:100", f"sasrec2:50,run={second}", "item2item:20")))
-    fragment = report.manifest["recall"]["channels"][1]
-    assert fragment["name"] == "sasrec2" and fragment["source"]["run"] == str(second)
+                                       channels=("sasrec:100", f"sasrec2:50,run={second}", f"sasrec3:30,run={third}",
+                                                 "item2item:20")))
+    fragments = report.manifest["recall"]["channels"][1:3]
+    assert [(f["name"], f["source"]["run"]) for f in fragments] == [("sasrec2", str(second)), ("sasrec3", str(third))]
     bundle = load_bundle(root)
-    first_channel, second_channel = bundle.recaller.channels[:2]
+    sasrec_channels = bundle.recaller.channels[:3]
     for recent in (np.zeros(0, np.int64), np.array([1, 2, 3])):
         context = bundle.context(7, recent=recent)
         merged, _ = bundle.recaller.recall(context)
-        both = merged.proposed[:, :2].all(axis=1)
-        assert both.any() and not np.allclose(merged.scores[both, 0], merged.scores[both, 1])
-        # each channel keeps its own query: scoring the first one beforehand changes nothing
-        alone = second_channel.score(bundle.context(7, recent=recent), merged.items)
-        first_channel.score(context, merged.items)
-        np.testing.assert_allclose(second_channel.score(context, merged.items), alone, rtol=1e-6)
-        np.testing.assert_allclose(merged.scores[both, 1], alone[both], rtol=1e-5)
-    # the leakage guard reads the second channel's run too
+        for column, channel in enumerate(sasrec_channels[1:], start=1):
+            both = merged.proposed[:, [0, column]].all(axis=1)
+            assert both.any() and not np.allclose(merged.scores[both, 0], merged.scores[both, column])
+            # each channel keeps its own query: scoring the others beforehand changes nothing
+            alone = channel.score(bundle.context(7, recent=recent), merged.items)
+            for other in sasrec_channels:
+                other.score(context, merged.items)
+            np.testing.assert_allclose(channel.score(context, merged.items), alone, rtol=1e-6)
+            np.testing.assert_allclose(merged.scores[both, column], alone[both], rtol=1e-5)
+    # the leakage guard reads each further channel's run too
     check_no_leakage(bundle)
     options = {k: v for k, v in bundle.manifest["options"].items() if k not in ("sasrec_run", "ncf_run")}
-    channels = [fragment if fragment["name"] == "sasrec2" else {**fragment, "source": {}}
-                for fragment in bundle.manifest["recall"]["channels"]]
-    leaky = dataclasses.replace(bundle, manifest={**bundle.manifest, "options": options, "split": {"hold_out_last": 3},
-                                                  "recall": {**bundle.manifest["recall"], "channels": channels}})
-    with pytest.raises(ConfigError, match="sasrec2 channel's run trained on all but the last 2"):
-        check_no_leakage(leaky)
+    for name in ("sasrec2", "sasrec3"):
+        channels = [fragment if fragment["name"] == name else {**fragment, "source": {}}
+                    for fragment in bundle.manifest["recall"]["channels"]]
+        manifest = {**bundle.manifest, "options": options, "split": {"hold_out_last": 3},
+                    "recall": {**bundle.manifest["recall"], "channels": channels}}
+        leaky = dataclasses.replace(bundle, manifest=manifest)
+        with pytest.raises(ConfigError, match=f"{name} channel's run trained on all but the last 2"):
+            check_no_leakage(leaky)
 
 
 def test_the_feature_encoder_encodes_requests_as_training_did(bundle_root, ml100k_dataset):

@@ -3,9 +3,9 @@
 The state after each stored history is computed offline; a request with recent items gets a
 state recomputed in numpy from the history plus those items (`models.sasrec.inference`).
 
-`sasrec2`: a second SASRec run (`run=DIR`: another seed or configuration of the model) as a
-channel of its own beside `sasrec`. A learned ranker then reads both models' scores of each
-candidate: two sequential models that disagree where each alone is unsure.
+`sasrec2`, `sasrec3`: a second and a third SASRec run (`run=DIR`: another seed or configuration
+of the model), each a channel of its own beside `sasrec`. A learned ranker then reads every
+model's score of each candidate: sequential models that disagree where each alone is unsure.
 """
 
 from __future__ import annotations
@@ -150,4 +150,9 @@ class SASRecChannel:
 
 class SecondSASRecChannel(SASRecChannel):
     name = "sasrec2"
+    needs_run = True
+
+
+class ThirdSASRecChannel(SASRecChannel):
+    name = "sasrec3"
     needs_run = True
