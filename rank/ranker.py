@@ -67,36 +67,33 @@ def channel_logits(merged: Merged, channel: str) -> np.ndarray | None:
     return np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
 
 
-def _cut(merged: Merged, keep: int, channel: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(`head_rows`, the channel's logits of every candidate), or None where there is no head."""
+def _recall_order(merged: Merged, keep: int, channel: str) -> np.ndarray | None:
+    """The candidates' positions in `channel`'s order (a stable sort of its logits), or None
+    where there is no head: every candidate is in it, or the channel scored none of them."""
     if not 0 < keep < len(merged.items):
         return None
-    order = channel_logits(merged, channel)
-    return None if order is None else (np.sort(best_first(order, keep)), order)
+    logits = channel_logits(merged, channel)
+    return None if logits is None else np.argsort(-logits, kind="stable")
 
 
 def head_rows(merged: Merged, keep: int, channel: str = HEAD_CHANNEL) -> np.ndarray | None:
     """A cascade's head: the positions, in merge order, of the `keep` candidates `channel`
     scores highest (the recall order); None when every candidate is in it, or when the channel
     scored none of them (a new user's): no order to cut by."""
-    cut = _cut(merged, keep, channel)
-    return None if cut is None else cut[0]
+    order = _recall_order(merged, keep, channel)
+    return None if order is None else np.sort(order[:keep])
 
 
 def cascade(score_head, merged: Merged, keep: int, channel: str = HEAD_CHANNEL) -> np.ndarray:
     """Logits of a ranker that scores only the head of the recall order (`score_head(merged)`
     on `head_rows`); the others follow below the head, in the recall order."""
-    cut = _cut(merged, keep, channel)
-    if cut is None:
+    order = _recall_order(merged, keep, channel)
+    if order is None:
         return score_head(merged)
-    head, order = cut
+    head, tail = np.sort(order[:keep]), order[keep:]
     logits = np.empty(len(merged.items), np.float32)
     head_logits = score_head(merged.subset(head))
     logits[head] = head_logits
-    tail = np.ones(len(merged.items), dtype=bool)
-    tail[head] = False
-    tail = np.flatnonzero(tail)
-    tail = tail[np.argsort(-order[tail], kind="stable")]
     floor = head_logits[np.isfinite(head_logits)].min(initial=0.0)
     logits[tail] = floor - 1.0 - np.arange(len(tail), dtype=np.float32)
     return logits
