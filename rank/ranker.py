@@ -68,8 +68,8 @@ def channel_logits(merged: Merged, channel: str) -> np.ndarray | None:
 
 
 def _recall_order(merged: Merged, keep: int, channel: str) -> np.ndarray | None:
-    """The candidates' positions in `channel`'s order (a stable sort of its logits), or None
-    where there is no head: every candidate is in it, or the channel scored none of them."""
+    """The candidates' rows, best first in `channel`'s order (a stable sort of its logits), or
+    None where there is no head: every candidate is in it, or the channel scored none of them."""
     if not 0 < keep < len(merged.items):
         return None
     logits = channel_logits(merged, channel)
